@@ -1,0 +1,97 @@
+import path from 'node:path';
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { createCsrf } from './middleware/csrf.js';
+import { errorHandler, notFound } from './middleware/errors.js';
+import { createPassport } from './middleware/passport.js';
+import { requestLogger } from './middleware/request-log.js';
+import { createSessionStore, sessionLifetime, sessionMiddleware } from './middleware/session.js';
+import type { Database } from './models/database.js';
+import { projectRoot } from './paths.js';
+import { apiRoutes } from './routes/api.js';
+import { authRoutes } from './routes/auth.js';
+import { healthRoutes } from './routes/health.js';
+import { pageRoutes } from './routes/pages.js';
+import { TokenService } from './services/tokens.js';
+import { UserService } from './services/users.js';
+
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  logger: Logger;
+}
+
+/** Largest form or JSON body accepted; anything bigger is a 413. */
+const BODY_LIMIT = '16kb';
+
+/**
+ * Builds the Express app. Never listens: `server.ts` does, and tests hand the
+ * app to supertest.
+ */
+export function createApp({ config, database, logger }: AppDeps): Express {
+  const users = new UserService(database.users);
+  const tokens = new TokenService(config.jwt);
+  const passport = createPassport(users);
+  const csrf = createCsrf();
+  const store = createSessionStore(database);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  app.set('view engine', 'ejs');
+  app.set('views', path.join(projectRoot, 'views'));
+  app.locals.appName = 'Token Bridge';
+
+  app.use(requestLogger(logger));
+  app.use(securityHeaders(config));
+  app.use(healthRoutes({ database }));
+  app.use('/static', express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
+
+  // The API needs neither sessions nor body parsing: only a bearer token.
+  app.use('/api', apiRoutes({ tokens, users }));
+
+  // Everything below is for browsers: bodies, session, Passport, CSRF.
+  app.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 50 }));
+  app.use(express.json({ limit: BODY_LIMIT }));
+  app.use(sessionMiddleware(config.session, store));
+  app.use(sessionLifetime(config.session));
+  app.use(passport.session());
+  app.use(csrf.exposeToken);
+  app.use((req, res, next) => {
+    res.locals.currentUser = req.user ?? null;
+    next();
+  });
+
+  app.use(pageRoutes({ tokens }));
+  app.use('/auth', authRoutes({ config, users, tokens, passport, csrf }));
+
+  app.use(notFound);
+  app.use(errorHandler);
+  return app;
+}
+
+function securityHeaders(config: Config) {
+  return helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        'default-src': ["'none'"],
+        'script-src': ["'self'"],
+        'style-src': ["'self'"],
+        'img-src': ["'self'", 'data:'],
+        'connect-src': ["'self'"],
+        'font-src': ["'self'"],
+        'form-action': ["'self'"],
+        'frame-ancestors': ["'none'"],
+        'base-uri': ["'none'"],
+        'object-src': ["'none'"],
+        ...(config.isProduction ? { 'upgrade-insecure-requests': [] } : {}),
+      },
+    },
+    strictTransportSecurity: config.isProduction ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  });
+}

@@ -1,0 +1,197 @@
+import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import dotenv from 'dotenv';
+import ms, { type StringValue } from 'ms';
+import { z } from 'zod';
+import { projectRoot } from './paths.js';
+
+/** Typed, frozen application settings. Only this module reads `process.env`. */
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly isProduction: boolean;
+  readonly port: number;
+  readonly databaseUrl: string;
+  readonly logLevel: LogLevel;
+  readonly trustProxy: boolean | number | string;
+  readonly jwt: {
+    /** HS256 key as a KeyObject: jsonwebtoken skips its slow PEM parsing attempt for these. */
+    readonly key: KeyObject;
+    readonly expiresInSeconds: number;
+    readonly issuer: string;
+    readonly audience: string;
+    readonly clockToleranceSeconds: number;
+  };
+  readonly session: {
+    readonly secrets: readonly string[];
+    readonly cookieName: string;
+    readonly secureCookie: boolean;
+    readonly idleTimeoutMs: number;
+    readonly absoluteTimeoutMs: number;
+  };
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** A configuration problem, reported as one line naming the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly variable: string, detail: string) {
+    super(`${variable}: ${detail}`);
+  }
+}
+
+const APP_NAME = 'token-bridge';
+const MIN_SECRET_BYTES = 32;
+
+/** Values that appear in documentation or examples and must never sign anything in production. */
+const EXAMPLE_MARKERS = ['example', 'change-me', 'changeme', 'secret', 'test-only', 'password'];
+
+const duration = (name: string, fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      const parsed = /^\d+$/.test(value) ? Number(value) * 1000 : ms(value as StringValue);
+      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 1000) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a duration like 6h, 30m or 3600 (seconds)` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+
+const schema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: z
+    .string()
+    .default('3000')
+    .refine((v) => /^\d{1,5}$/.test(v) && Number(v) <= 65535, 'must be a port number from 0 to 65535')
+    .transform(Number),
+  DATABASE_URL: z
+    .string()
+    .default('sqlite:data/app.sqlite')
+    .refine(isSupportedDatabaseUrl, 'must be sqlite:PATH, sqlite::memory: or postgres://user@host/db'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .refine((v) => /^(true|false|\d{1,2}|[0-9a-fA-F.:/, a-z]+)$/.test(v), 'must be true, false, a hop count or a list of addresses')
+    .transform(parseTrustProxy),
+  JWT_SECRET_KEY: z.string({ error: 'is required (npm start writes one into .env)' }),
+  SESSION_SECRET: z.string({ error: 'is required (npm start writes one into .env)' }),
+  JWT_EXPIRES_IN: duration('JWT_EXPIRES_IN', '6h'),
+  JWT_ISSUER: z.string().min(1).max(200).default(APP_NAME),
+  JWT_AUDIENCE: z.string().min(1).max(200).default('api'),
+  SESSION_IDLE_TIMEOUT: duration('SESSION_IDLE_TIMEOUT', '2h'),
+  SESSION_ABSOLUTE_TIMEOUT: duration('SESSION_ABSOLUTE_TIMEOUT', '12h'),
+});
+
+function isSupportedDatabaseUrl(value: string): boolean {
+  if (value === 'sqlite::memory:') return true;
+  if (/^sqlite:(?!:).+/.test(value)) return true;
+  if (/^postgres(ql)?:\/\//.test(value)) {
+    try {
+      return new URL(value).hostname.length > 0;
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+function parseTrustProxy(value: string): boolean | number | string {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+function checkSecret(variable: string, value: string, production: boolean): void {
+  if (Buffer.byteLength(value, 'utf8') < MIN_SECRET_BYTES) {
+    throw new ConfigError(variable, `must be at least ${MIN_SECRET_BYTES} bytes long`);
+  }
+  if (!production) return;
+  const lower = value.toLowerCase();
+  if (EXAMPLE_MARKERS.some((marker) => lower.includes(marker)) || new Set(value).size < 10) {
+    throw new ConfigError(variable, 'looks like an example or weak value; generate one with crypto.randomBytes(48)');
+  }
+}
+
+/**
+ * Parses and validates settings from an environment object.
+ * Throws a {@link ConfigError} naming the first bad variable.
+ *
+ * @example
+ * const config = loadConfig(readEnvironment());
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    throw new ConfigError(variable, issue.message);
+  }
+  const e = result.data;
+  const production = e.NODE_ENV === 'production';
+  checkSecret('JWT_SECRET_KEY', e.JWT_SECRET_KEY, production);
+  const sessionSecrets = e.SESSION_SECRET.split(',').map((s) => s.trim()).filter(Boolean);
+  if (sessionSecrets.length === 0) throw new ConfigError('SESSION_SECRET', 'must list at least one secret');
+  for (const secret of sessionSecrets) checkSecret('SESSION_SECRET', secret, production);
+  if (e.SESSION_ABSOLUTE_TIMEOUT < e.SESSION_IDLE_TIMEOUT) {
+    throw new ConfigError('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
+  }
+
+  return Object.freeze({
+    env: e.NODE_ENV,
+    isProduction: production,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    logLevel: e.LOG_LEVEL,
+    trustProxy: e.TRUST_PROXY,
+    jwt: Object.freeze({
+      key: createSecretKey(Buffer.from(e.JWT_SECRET_KEY, 'utf8')),
+      expiresInSeconds: Math.floor(e.JWT_EXPIRES_IN / 1000),
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      clockToleranceSeconds: 5,
+    }),
+    session: Object.freeze({
+      secrets: Object.freeze(sessionSecrets),
+      // The __Host- prefix makes browsers refuse the cookie unless it is Secure, host-only and Path=/.
+      cookieName: production ? '__Host-tb.sid' : 'tb.sid',
+      secureCookie: production,
+      idleTimeoutMs: e.SESSION_IDLE_TIMEOUT,
+      absoluteTimeoutMs: e.SESSION_ABSOLUTE_TIMEOUT,
+    }),
+  });
+}
+
+/** Path of the project's `.env` file. */
+export const envFilePath = path.join(projectRoot, '.env');
+
+/**
+ * Returns the process environment merged over `.env` (real environment wins).
+ * Does not mutate `process.env`.
+ */
+export function readEnvironment(file = envFilePath): Record<string, string | undefined> {
+  const fromFile = existsSync(file) ? dotenv.parse(readFileSync(file)) : {};
+  return { ...fromFile, ...process.env };
+}
+
+/**
+ * Writes `.env` with fresh random secrets when it does not exist yet.
+ * Returns true when a file was created.
+ */
+export function ensureEnvFile(file = envFilePath): boolean {
+  if (existsSync(file)) return false;
+  const secret = () => randomBytes(48).toString('base64url');
+  const body = [
+    '# Created on first start. Keep it private; it is git-ignored.',
+    `JWT_SECRET_KEY=${secret()}`,
+    `SESSION_SECRET=${secret()}`,
+    '',
+  ].join('\n');
+  writeFileSync(file, body, { mode: 0o600, flag: 'wx' });
+  return true;
+}

@@ -1,0 +1,72 @@
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import { ConnectionError, TimeoutError } from 'sequelize';
+import { AppError, NotFoundError } from '../errors.js';
+
+interface ErrorView {
+  status: number;
+  code: string;
+  message: string;
+  headers: Readonly<Record<string, string>>;
+}
+
+const GENERIC: ErrorView = { status: 500, code: 'internal_error', message: 'Something went wrong on our side.', headers: {} };
+
+/** Maps anything thrown to what the client may see. Unknown errors never leak their message. */
+export function describeError(err: unknown): ErrorView {
+  if (err instanceof AppError) return { status: err.status, code: err.code, message: err.message, headers: err.headers };
+  if (err instanceof ConnectionError || err instanceof TimeoutError || isSqliteBusy(err)) {
+    return { status: 503, code: 'service_unavailable', message: 'The service is briefly unavailable. Try again shortly.', headers: { 'Retry-After': '5' } };
+  }
+  const e = err as { status?: unknown; expose?: unknown; type?: unknown; code?: unknown } | null;
+  if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+    if (e.code === 'EBADCSRFTOKEN') {
+      return { status: 403, code: 'csrf_failed', message: 'This form has expired or did not come from this site. Reload the page and try again.', headers: {} };
+    }
+    if (e.type === 'entity.too.large') return { status: 413, code: 'payload_too_large', message: 'The request body is too large.', headers: {} };
+    if (e.type === 'entity.parse.failed') return { status: 400, code: 'bad_request', message: 'The request body is not valid JSON.', headers: {} };
+    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
+      return { status: 415, code: 'unsupported_media_type', message: 'The request body encoding is not supported.', headers: {} };
+    }
+    return { status: e.status, code: 'bad_request', message: 'The request is not valid.', headers: {} };
+  }
+  return GENERIC;
+}
+
+function isSqliteBusy(err: unknown): boolean {
+  const code = (err as { parent?: { code?: unknown } } | null)?.parent?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+}
+
+/** JSON for API clients and the token endpoint; HTML pages for browsers. */
+export function wantsJson(req: Request): boolean {
+  const path = req.originalUrl.split('?')[0] ?? '';
+  if (path === '/api' || path.startsWith('/api/') || path === '/auth/token') return true;
+  return req.accepts(['html', 'json']) === 'json';
+}
+
+export const notFound: RequestHandler = () => {
+  throw new NotFoundError();
+};
+
+/** The single error handler, mounted last. */
+export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
+  if (res.headersSent) return next(err);
+  const view = describeError(err);
+  if (view.status >= 500) req.log?.error({ err }, 'request failed');
+  res.set(view.headers);
+  res.set('Cache-Control', 'no-store');
+  res.status(view.status);
+  if (wantsJson(req)) {
+    res.json({ error: view.code, message: view.message });
+  } else {
+    res.render('error', { title: titleFor(view.status), status: view.status, message: view.message });
+  }
+};
+
+function titleFor(status: number): string {
+  if (status === 404) return 'Page not found';
+  if (status === 403) return 'Not allowed';
+  if (status === 503) return 'Briefly unavailable';
+  if (status >= 500) return 'Something went wrong';
+  return 'That did not work';
+}

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import connectSessionSequelize from 'connect-session-sequelize';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import session, { type SessionData } from 'express-session';
+import type { Config } from '../config.js';
+import type { Database } from '../models/database.js';
+import { SESSION_MODEL_NAME } from '../models/session.js';
+import type { PublicUser } from '../services/users.js';
+
+const SequelizeStore = connectSessionSequelize(session.Store);
+
+/** How stale `lastSeenAt` may get before a request writes it (bounds session writes to one a minute). */
+const LAST_SEEN_RESOLUTION_MS = 60_000;
+
+type StoredSession = SessionData & { cookie: { expires?: string | Date | null } };
+
+/**
+ * express-session store on our own `sessions` table (never MemoryStore).
+ * Copies the user id, public id, IP and user agent into columns so sessions
+ * can be listed and revoked per user.
+ */
+export function createSessionStore(database: Database): session.Store {
+  const store = new SequelizeStore({
+    db: database.sequelize,
+    table: SESSION_MODEL_NAME,
+    checkExpirationInterval: 15 * 60 * 1000,
+    // The cookie's expiry is fixed at sign-in (absolute lifetime), so touch would rewrite the same value.
+    disableTouch: true,
+    extendDefaultFields: (defaults, data: StoredSession) => ({
+      ...defaults,
+      userId: data.passport?.user ?? null,
+      publicId: data.meta?.id ?? null,
+      ip: data.meta?.ip ?? null,
+      userAgent: data.meta?.userAgent ?? null,
+      lastSeenAt: data.meta ? new Date(data.meta.lastSeenAt) : null,
+    }),
+  } as ConstructorParameters<typeof SequelizeStore>[0]);
+
+  // The library returns expired rows until its periodic sweep removes them; we never do.
+  const get = store.get.bind(store);
+  store.get = (sid, callback) => {
+    get(sid, (err, data) => {
+      if (err || !data) return callback(err, data);
+      const expires = (data as StoredSession).cookie?.expires;
+      if (expires && new Date(expires).getTime() <= Date.now()) {
+        return store.destroy(sid, (destroyErr) => callback(destroyErr, null));
+      }
+      callback(null, data);
+    });
+  };
+  return store;
+}
+
+/** The session cookie: never `connect.sid`, HttpOnly, SameSite=Lax, Secure in production. */
+export function sessionMiddleware(settings: Config['session'], store: session.Store): RequestHandler {
+  return session({
+    name: settings.cookieName,
+    secret: [...settings.secrets],
+    store,
+    resave: false,
+    saveUninitialized: false,
+    rolling: false,
+    unset: 'destroy',
+    cookie: {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: settings.secureCookie,
+      path: '/',
+      maxAge: settings.absoluteTimeoutMs,
+    },
+  });
+}
+
+/**
+ * Ends signed-in sessions past their idle or absolute lifetime (a fresh,
+ * anonymous session takes their place) and records activity at most once a
+ * minute. Runs before Passport reads the session.
+ */
+export function sessionLifetime(settings: Config['session'], now: () => number = Date.now): RequestHandler {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const meta = req.session?.meta;
+    if (!meta) return next();
+    const t = now();
+    if (t - meta.createdAt > settings.absoluteTimeoutMs || t - meta.lastSeenAt > settings.idleTimeoutMs) {
+      return req.session.regenerate(next);
+    }
+    if (t - meta.lastSeenAt > LAST_SEEN_RESOLUTION_MS) meta.lastSeenAt = t;
+    next();
+  };
+}
+
+/**
+ * Signs a user in: Passport regenerates the session id (no fixation), then
+ * the session's public metadata is recorded and saved before the caller redirects.
+ */
+export function signIn(req: Request, user: PublicUser, now: () => number = Date.now): Promise<void> {
+  return new Promise((resolve, reject) => {
+    req.login(user, { session: true, keepSessionInfo: false }, (loginErr) => {
+      if (loginErr) return reject(loginErr);
+      const t = now();
+      req.session.meta = {
+        id: randomUUID(),
+        createdAt: t,
+        lastSeenAt: t,
+        ip: req.ip ?? null,
+        userAgent: req.get('user-agent')?.slice(0, 512) ?? null,
+      };
+      req.session.save((saveErr) => (saveErr ? reject(saveErr) : resolve()));
+    });
+  });
+}
+
+/** Destroys the session in the store and tells the browser to drop the cookie. */
+export function destroySession(req: Request, res: Response, settings: Config['session']): Promise<void> {
+  return new Promise((resolve, reject) => {
+    req.session.destroy((err) => {
+      if (err) return reject(err);
+      res.clearCookie(settings.cookieName, { httpOnly: true, sameSite: 'lax', secure: settings.secureCookie, path: '/' });
+      resolve();
+    });
+  });
+}

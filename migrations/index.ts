@@ -1,0 +1,12 @@
+import type { Migration } from './types.js';
+import * as createUsers from './0001-create-users.js';
+import * as createSessions from './0002-create-sessions.js';
+
+/**
+ * Every migration in order. Listed here rather than globbed so the same list
+ * runs from source (tsx) and from the `dist/` build.
+ */
+export const migrations: ReadonlyArray<{ name: string; up: Migration; down: Migration }> = [
+  { name: '0001-create-users', ...createUsers },
+  { name: '0002-create-sessions', ...createSessions },
+];

@@ -1,0 +1,109 @@
+import { UniqueConstraintError } from 'sequelize';
+import type { UserModel, UserRow } from '../models/user.js';
+import { hashPassword, passwordProblem, verifyAgainstDummy, verifyPassword } from './passwords.js';
+
+/** The user as the rest of the app sees it: never the password hash. */
+export interface PublicUser {
+  id: number;
+  username: string;
+  roles: string[];
+  disabled: boolean;
+  createdAt: Date;
+  tokensValidAfter: Date | null;
+}
+
+export const USERNAME_MIN_LENGTH = 3;
+export const USERNAME_MAX_LENGTH = 64;
+
+export type FieldErrors = Partial<Record<'username' | 'password' | 'confirmPassword', string>>;
+
+export type RegistrationResult =
+  | { ok: true; user: PublicUser }
+  | { ok: false; errors: FieldErrors; taken?: boolean };
+
+/** The display form of a username: NFKC-normalised and trimmed. */
+export function normalizeUsername(raw: string): string {
+  return raw.normalize('NFKC').trim();
+}
+
+function usernameKey(username: string): string {
+  return normalizeUsername(username).toLowerCase();
+}
+
+function usernameProblem(username: string): string | null {
+  const length = [...username].length;
+  if (length < USERNAME_MIN_LENGTH || length > USERNAME_MAX_LENGTH) {
+    return `Use ${USERNAME_MIN_LENGTH} to ${USERNAME_MAX_LENGTH} characters.`;
+  }
+  // Control, format and unassigned characters make names that look alike but differ.
+  if (/[\p{C}]/u.test(username)) return 'Use visible characters only.';
+  return null;
+}
+
+export function toPublicUser(row: UserRow): PublicUser {
+  return {
+    id: row.id,
+    username: row.username,
+    roles: Array.isArray(row.roles) ? [...row.roles] : [],
+    disabled: Boolean(row.disabled),
+    createdAt: row.createdAt,
+    tokensValidAfter: row.tokensValidAfter ?? null,
+  };
+}
+
+/** User accounts: registration, credential checks and look-ups. */
+export class UserService {
+  constructor(private readonly users: UserModel) {}
+
+  /**
+   * Validates and creates an account. A taken name or a weak password is a
+   * result with field errors, not an exception.
+   */
+  async register(rawUsername: string, password: string, confirmPassword: string): Promise<RegistrationResult> {
+    const username = normalizeUsername(rawUsername);
+    const errors: FieldErrors = {};
+    const nameProblem = usernameProblem(username);
+    if (nameProblem) errors.username = nameProblem;
+    const pwProblem = passwordProblem(password, username);
+    if (pwProblem) errors.password = pwProblem;
+    if (password !== confirmPassword) errors.confirmPassword = 'The two passwords do not match.';
+    if (Object.keys(errors).length > 0) return { ok: false, errors };
+
+    const key = usernameKey(username);
+    if (await this.users.findOne({ where: { usernameKey: key }, attributes: ['id'] })) {
+      return this.taken();
+    }
+    const passwordHash = await hashPassword(password);
+    try {
+      const row = await this.users.create({ username, usernameKey: key, passwordHash, roles: [] });
+      return { ok: true, user: toPublicUser(row) };
+    } catch (err) {
+      // Two registrations of one name raced past the look-up: the unique index decides.
+      if (err instanceof UniqueConstraintError) return this.taken();
+      throw err;
+    }
+  }
+
+  private taken(): RegistrationResult {
+    return { ok: false, taken: true, errors: { username: 'This username is taken.' } };
+  }
+
+  /**
+   * Returns the active user whose password matches, or null. Unknown names
+   * cost the same hashing work as wrong passwords.
+   */
+  async authenticate(rawUsername: string, password: string): Promise<PublicUser | null> {
+    const row = await this.users.findOne({ where: { usernameKey: usernameKey(rawUsername) } });
+    if (!row) return verifyAgainstDummy(password).then(() => null);
+    const ok = await verifyPassword(row.passwordHash, password);
+    if (!ok || row.disabled) return null;
+    return toPublicUser(row);
+  }
+
+  /** The user with this id when it exists and is not disabled. */
+  async findActiveById(id: number): Promise<PublicUser | null> {
+    if (!Number.isSafeInteger(id) || id <= 0) return null;
+    const row = await this.users.findByPk(id);
+    return row && !row.disabled ? toPublicUser(row) : null;
+  }
+}
