@@ -26,8 +26,20 @@ export function createCsrf(): Csrf {
   return {
     protect: csrfSynchronisedProtection,
     exposeToken: (req: Request, res: Response, next: NextFunction) => {
-      Object.defineProperty(res.locals, 'csrfToken', { enumerable: true, get: () => generateToken(req) });
+      // res.render copies every enumerable local (which would run a getter), so the
+      // token is an object that becomes the string only where a view prints it.
+      // Pages without a form (an anonymous home or error page) then create no session.
+      res.locals.csrfToken = lazyToken(() => generateToken(req));
       next();
     },
   };
+}
+
+/**
+ * A value that `<%= %>`, template literals and `String()` turn into the current
+ * session's token, creating it on first use (read afresh, so a session renewed
+ * mid-request gets its own token).
+ */
+function lazyToken(current: () => string): { toString(): string } {
+  return { toString: current, toJSON: current, [Symbol.toPrimitive]: current } as { toString(): string };
 }

@@ -59,7 +59,16 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
   if (wantsJson(req)) {
     res.json({ error: view.code, message: view.message });
   } else {
-    res.render('error', { title: titleFor(view.status), status: view.status, message: view.message });
+    const title = titleFor(view.status);
+    res.render('error', { title, status: view.status, message: view.message }, (renderErr: Error | null, html?: string) => {
+      // A broken view must not fall through to Express's default handler (which shows a stack).
+      if (renderErr) {
+        req.log?.error({ err: renderErr }, 'error page failed to render');
+        res.type('text/plain').send(`${title}: ${view.message}`);
+      } else {
+        res.send(html);
+      }
+    });
   }
 };
 

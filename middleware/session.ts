@@ -24,7 +24,8 @@ export function createSessionStore(database: Database): session.Store {
     db: database.sequelize,
     table: SESSION_MODEL_NAME,
     checkExpirationInterval: 15 * 60 * 1000,
-    // The cookie's expiry is fixed at sign-in (absolute lifetime), so touch would rewrite the same value.
+    // Saves (at most one a minute per session, see sessionLifetime) already move the row's expiry;
+    // touching on every request would add a write to every read.
     disableTouch: true,
     extendDefaultFields: (defaults, data: StoredSession) => ({
       ...defaults,

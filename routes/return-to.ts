@@ -20,5 +20,8 @@ export function safeReturnTo(value: unknown): string {
     return '/';
   }
   if (url.origin !== BASE) return '/';
+  // Dot segments collapse while parsing: '/.//evil', '/%2e//evil' and '/a/..//evil' all become '//evil',
+  // which a browser reads as another host.
+  if (url.pathname.startsWith('//')) return '/';
   return `${url.pathname}${url.search}${url.hash}`;
 }

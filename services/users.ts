@@ -37,6 +37,8 @@ function usernameProblem(username: string): string | null {
   }
   // Control, format and unassigned characters make names that look alike but differ.
   if (/[\p{C}]/u.test(username)) return 'Use visible characters only.';
+  // Lower-casing can lengthen a name (U+0130 becomes two code points); the key column holds 64.
+  if ([...usernameKey(username)].length > USERNAME_MAX_LENGTH) return `Use ${USERNAME_MIN_LENGTH} to ${USERNAME_MAX_LENGTH} characters.`;
   return null;
 }
 
