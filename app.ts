@@ -10,10 +10,15 @@ import { requestLogger } from './middleware/request-log.js';
 import { createSessionStore, sessionLifetime, sessionMiddleware } from './middleware/session.js';
 import type { Database } from './models/database.js';
 import { projectRoot } from './paths.js';
+import { accountRoutes } from './routes/account.js';
 import { apiRoutes } from './routes/api.js';
 import { authRoutes } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/pages.js';
+import { AuditLog } from './services/audit-log.js';
+import { SessionService } from './services/sessions.js';
+import { Throttle } from './services/throttle.js';
+import { TokenAccess } from './services/token-access.js';
 import { TokenService } from './services/tokens.js';
 import { UserService } from './services/users.js';
 
@@ -33,6 +38,14 @@ const BODY_LIMIT = '16kb';
 export function createApp({ config, database, logger }: AppDeps): Express {
   const users = new UserService(database.users);
   const tokens = new TokenService(config.jwt);
+  const sessions = new SessionService(
+    database.sessions,
+    database.sessionRevocations,
+    (config.jwt.expiresInSeconds + config.jwt.clockToleranceSeconds) * 1000,
+  );
+  const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs);
+  const throttle = new Throttle(database.sequelize, config.throttle);
+  const audit = new AuditLog(database.auditEvents);
   const passport = createPassport(users);
   const csrf = createCsrf();
   const store = createSessionStore(database);
@@ -65,7 +78,8 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   });
 
   app.use(pageRoutes({ tokens }));
-  app.use('/auth', authRoutes({ config, users, tokens, passport, csrf }));
+  app.use('/auth', authRoutes({ config, users, tokens, passport, csrf, throttle, audit, sessions, tokenAccess }));
+  app.use(accountRoutes({ config, users, sessions, tokenAccess, audit, csrf }));
 
   app.use(notFound);
   app.use(errorHandler);

@@ -29,6 +29,17 @@ export interface Config {
     readonly idleTimeoutMs: number;
     readonly absoluteTimeoutMs: number;
   };
+  readonly throttle: {
+    readonly accountMax: number;
+    readonly accountWindowMs: number;
+    readonly ipMax: number;
+    readonly ipWindowMs: number;
+    readonly registerMax: number;
+    readonly registerWindowMs: number;
+  };
+  /** How long a token's session/user check may be answered from the in-process cache (revocation bound). */
+  readonly revocationCacheTtlMs: number;
+  readonly auditRetentionMs: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -47,14 +58,15 @@ const MIN_SECRET_BYTES = 32;
 /** Values that appear in documentation or examples and must never sign anything in production. */
 const EXAMPLE_MARKERS = ['example', 'change-me', 'changeme', 'secret', 'test-only', 'password'];
 
-const duration = (name: string, fallback: string) =>
+/** A duration variable; `name` is kept for call sites' readability, the error prefix names it already. */
+const duration = (_name: string, fallback: string) =>
   z
     .string()
     .default(fallback)
     .transform((value, ctx) => {
       const parsed = /^\d+$/.test(value) ? Number(value) * 1000 : ms(value as StringValue);
       if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 1000) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be a duration like 6h, 30m or 3600 (seconds)` });
+        ctx.addIssue({ code: 'custom', message: 'must be a duration like 6h, 30m or 3600 (seconds), at least 1 second' });
         return z.NEVER;
       }
       return parsed;
@@ -84,7 +96,27 @@ const schema = z.object({
   JWT_AUDIENCE: z.string().min(1).max(200).default('api'),
   SESSION_IDLE_TIMEOUT: duration('SESSION_IDLE_TIMEOUT', '2h'),
   SESSION_ABSOLUTE_TIMEOUT: duration('SESSION_ABSOLUTE_TIMEOUT', '12h'),
+  LOGIN_ACCOUNT_MAX_FAILURES: count('5'),
+  LOGIN_ACCOUNT_WINDOW: duration('LOGIN_ACCOUNT_WINDOW', '15m'),
+  LOGIN_IP_MAX_FAILURES: count('50'),
+  LOGIN_IP_WINDOW: duration('LOGIN_IP_WINDOW', '15m'),
+  REGISTER_IP_MAX: count('50'),
+  REGISTER_IP_WINDOW: duration('REGISTER_IP_WINDOW', '1h'),
+  REVOCATION_CACHE_TTL: z
+    .string()
+    .default('2000')
+    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) <= 5000, 'must be milliseconds from 0 to 5000 (revocation must reach every instance within 5 s)')
+    .transform(Number),
+  AUDIT_RETENTION: duration('AUDIT_RETENTION', '90d'),
 });
+
+function count(fallback: string) {
+  return z
+    .string()
+    .default(fallback)
+    .refine((v) => /^\d{1,6}$/.test(v) && Number(v) >= 1, 'must be a whole number from 1')
+    .transform(Number);
+}
 
 function isSupportedDatabaseUrl(value: string): boolean {
   if (value === 'sqlite::memory:') return true;
@@ -115,6 +147,16 @@ function checkSecret(variable: string, value: string, production: boolean): void
   if (EXAMPLE_MARKERS.some((marker) => lower.includes(marker)) || new Set(value).size < 10) {
     throw new ConfigError(variable, 'looks like an example or weak value; generate one with crypto.randomBytes(48)');
   }
+}
+
+/**
+ * Only the database setting, for tools (the users CLI, migrations) that must
+ * run without the signing secrets.
+ */
+export function loadDatabaseUrl(env: Record<string, string | undefined>): string {
+  const result = schema.shape.DATABASE_URL.safeParse(env.DATABASE_URL || undefined);
+  if (!result.success) throw new ConfigError('DATABASE_URL', result.error.issues[0]!.message);
+  return result.data;
 }
 
 /**
@@ -164,11 +206,30 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       idleTimeoutMs: e.SESSION_IDLE_TIMEOUT,
       absoluteTimeoutMs: e.SESSION_ABSOLUTE_TIMEOUT,
     }),
+    throttle: Object.freeze({
+      accountMax: e.LOGIN_ACCOUNT_MAX_FAILURES,
+      accountWindowMs: e.LOGIN_ACCOUNT_WINDOW,
+      ipMax: e.LOGIN_IP_MAX_FAILURES,
+      ipWindowMs: e.LOGIN_IP_WINDOW,
+      registerMax: e.REGISTER_IP_MAX,
+      registerWindowMs: e.REGISTER_IP_WINDOW,
+    }),
+    revocationCacheTtlMs: e.REVOCATION_CACHE_TTL,
+    auditRetentionMs: e.AUDIT_RETENTION,
   });
 }
 
-/** Path of the project's `.env` file. */
-export const envFilePath = path.join(projectRoot, '.env');
+/**
+ * Where the `.env` file lives: `ENV_FILE` when set (a relative path is taken
+ * from the project folder), else the project's `.env`.
+ */
+export function resolveEnvFilePath(env: Record<string, string | undefined>): string {
+  const chosen = env.ENV_FILE;
+  return chosen ? path.resolve(projectRoot, chosen) : path.join(projectRoot, '.env');
+}
+
+/** Path of the `.env` file this process reads and, when missing, creates. */
+export const envFilePath = resolveEnvFilePath(process.env);
 
 /**
  * Returns the process environment merged over `.env` (real environment wins).
@@ -192,6 +253,12 @@ export function ensureEnvFile(file = envFilePath): boolean {
     `SESSION_SECRET=${secret()}`,
     '',
   ].join('\n');
-  writeFileSync(file, body, { mode: 0o600, flag: 'wx' });
+  try {
+    writeFileSync(file, body, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    // Another instance starting at the same moment wrote it first: use theirs.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
   return true;
 }

@@ -1,6 +1,7 @@
 import type { Migration } from './types.js';
 import * as createUsers from './0001-create-users.js';
 import * as createSessions from './0002-create-sessions.js';
+import * as accountSecurity from './0003-account-security.js';
 
 /**
  * Every migration in order. Listed here rather than globbed so the same list
@@ -9,4 +10,5 @@ import * as createSessions from './0002-create-sessions.js';
 export const migrations: ReadonlyArray<{ name: string; up: Migration; down: Migration }> = [
   { name: '0001-create-users', ...createUsers },
   { name: '0002-create-sessions', ...createSessions },
+  { name: '0003-account-security', ...accountSecurity },
 ];

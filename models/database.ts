@@ -1,13 +1,17 @@
 import path from 'node:path';
 import { Sequelize, type Options } from 'sequelize';
 import { projectRoot } from '../paths.js';
+import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
+import { defineSessionRevocation, type SessionRevocationModel } from './session-revocation.js';
 import { defineUser, type UserModel } from './user.js';
 
 export interface Database {
   readonly sequelize: Sequelize;
   readonly users: UserModel;
   readonly sessions: SessionModel;
+  readonly auditEvents: AuditEventModel;
+  readonly sessionRevocations: SessionRevocationModel;
   readonly dialect: 'sqlite' | 'postgres';
   /** True when a trivial query succeeds. */
   ping(): Promise<boolean>;
@@ -40,10 +44,14 @@ export async function openDatabase(url: string, options: { poolMax?: number } = 
   await sequelize.authenticate();
   const users = defineUser(sequelize);
   const sessions = defineSession(sequelize);
+  const auditEvents = defineAuditEvent(sequelize);
+  const sessionRevocations = defineSessionRevocation(sequelize);
   return {
     sequelize,
     users,
     sessions,
+    auditEvents,
+    sessionRevocations,
     dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
     async ping() {
       try {

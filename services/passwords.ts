@@ -54,6 +54,17 @@ export async function verifyPassword(storedHash: string, password: string): Prom
   }
 }
 
+/**
+ * True when a stored hash is not argon2id at (at least) the current
+ * parameters, so it should be replaced at the next successful sign-in.
+ */
+export function needsRehash(storedHash: string): boolean {
+  const match = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(storedHash);
+  if (!match) return true;
+  const [, m, t, p] = match.map(Number);
+  return m! < ARGON2_PARAMS.memoryCost || t! < ARGON2_PARAMS.timeCost || p! < ARGON2_PARAMS.parallelism;
+}
+
 let dummyHash: Promise<string> | undefined;
 
 /**

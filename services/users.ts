@@ -1,6 +1,6 @@
 import { UniqueConstraintError } from 'sequelize';
 import type { UserModel, UserRow } from '../models/user.js';
-import { hashPassword, passwordProblem, verifyAgainstDummy, verifyPassword } from './passwords.js';
+import { hashPassword, needsRehash, passwordProblem, verifyAgainstDummy, verifyPassword } from './passwords.js';
 
 /** The user as the rest of the app sees it: never the password hash. */
 export interface PublicUser {
@@ -17,6 +17,10 @@ export const USERNAME_MAX_LENGTH = 64;
 
 export type FieldErrors = Partial<Record<'username' | 'password' | 'confirmPassword', string>>;
 
+export type PasswordChangeErrors = Partial<Record<'currentPassword' | 'newPassword' | 'confirmPassword', string>>;
+
+export type PasswordChangeResult = { ok: true; user: PublicUser } | { ok: false; errors: PasswordChangeErrors };
+
 export type RegistrationResult =
   | { ok: true; user: PublicUser }
   | { ok: false; errors: FieldErrors; taken?: boolean };
@@ -26,7 +30,17 @@ export function normalizeUsername(raw: string): string {
   return raw.normalize('NFKC').trim();
 }
 
-function usernameKey(username: string): string {
+/**
+ * Token `iat` has one-second resolution, so "tokens valid after" instants are
+ * rounded down to the second: tokens minted later in that second stay valid
+ * (earlier ones in the same second are caught by their revoked session).
+ */
+export function wholeSecond(ms: number): Date {
+  return new Date(Math.floor(ms / 1000) * 1000);
+}
+
+/** The case-insensitive unique key of a username. */
+export function usernameKey(username: string): string {
   return normalizeUsername(username).toLowerCase();
 }
 
@@ -55,7 +69,10 @@ export function toPublicUser(row: UserRow): PublicUser {
 
 /** User accounts: registration, credential checks and look-ups. */
 export class UserService {
-  constructor(private readonly users: UserModel) {}
+  constructor(
+    private readonly users: UserModel,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /**
    * Validates and creates an account. A taken name or a weak password is a
@@ -99,7 +116,48 @@ export class UserService {
     if (!row) return verifyAgainstDummy(password).then(() => null);
     const ok = await verifyPassword(row.passwordHash, password);
     if (!ok || row.disabled) return null;
+    // The only moment the plain password is at hand: upgrade hashes made with weaker parameters.
+    if (needsRehash(row.passwordHash)) {
+      row.passwordHash = await hashPassword(password);
+      await row.save();
+    }
     return toPublicUser(row);
+  }
+
+  /**
+   * Changes a password after checking the current one. On success every
+   * token issued before now is invalid ("tokens valid after" moves to now);
+   * a wrong current password changes nothing.
+   */
+  async changePassword(id: number, currentPassword: string, newPassword: string, confirmPassword: string): Promise<PasswordChangeResult> {
+    const row = await this.users.findByPk(id);
+    if (!row || row.disabled) return { ok: false, errors: { currentPassword: 'Your current password is not correct.' } };
+    if (!currentPassword || !(await verifyPassword(row.passwordHash, currentPassword))) {
+      return { ok: false, errors: { currentPassword: 'Your current password is not correct.' } };
+    }
+    const errors: PasswordChangeErrors = {};
+    const problem = passwordProblem(newPassword, row.username);
+    if (problem) errors.newPassword = problem;
+    else if (newPassword === currentPassword) errors.newPassword = 'Choose a password different from the current one.';
+    if (newPassword !== confirmPassword) errors.confirmPassword = 'The two passwords do not match.';
+    if (Object.keys(errors).length > 0) return { ok: false, errors };
+
+    row.passwordHash = await hashPassword(newPassword);
+    row.tokensValidAfter = wholeSecond(this.now());
+    await row.save();
+    return { ok: true, user: toPublicUser(row) };
+  }
+
+  /** Ends every earlier token of the user (sign-out everywhere). */
+  async invalidateTokens(id: number): Promise<void> {
+    await this.users.update({ tokensValidAfter: wholeSecond(this.now()) }, { where: { id } });
+  }
+
+  /** The account with this (case-insensitive) name, disabled or not, or null. */
+  async findByUsername(rawUsername: string): Promise<PublicUser | null> {
+    if (!rawUsername) return null;
+    const row = await this.users.findOne({ where: { usernameKey: usernameKey(rawUsername) } });
+    return row ? toPublicUser(row) : null;
   }
 
   /** The user with this id when it exists and is not disabled. */

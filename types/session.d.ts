@@ -14,5 +14,7 @@ declare module 'express-session' {
   interface SessionData {
     meta: SessionMeta;
     passport: { user?: number };
+    /** A one-time notice shown on the next page (Post/Redirect/Get). */
+    flash: string;
   }
 }

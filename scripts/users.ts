@@ -1,0 +1,130 @@
+/**
+ * Users from the command line: `npm run users -- <command>`.
+ * Needs only DATABASE_URL (environment or .env), never the signing secrets.
+ * Passwords are read from stdin (a pipe, or a prompt that does not echo).
+ */
+import { read } from 'read';
+import { ConfigError, loadDatabaseUrl, readEnvironment } from '../config.js';
+import { migrateUp } from '../migrations/runner.js';
+import { openDatabase, type Database } from '../models/database.js';
+import { AuditLog } from '../services/audit-log.js';
+import { InvalidRoleError, UnknownUserError, UserAdmin } from '../services/user-admin.js';
+import { UserService } from '../services/users.js';
+import { SessionService } from '../services/sessions.js';
+
+const USAGE = `usage: npm run users -- <command>
+  create <username> [--role <role>]   password from stdin
+  list
+  disable <username>
+  enable <username>
+  grant <username> <role>
+  revoke <username> <role>`;
+
+/** A failure to report in one line with a non-zero exit code. */
+class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+const CLI_ACTOR = { ip: null, userAgent: 'users-cli' } as const;
+/** Revocations must outlive any token; the CLI does not know JWT_EXPIRES_IN, so it keeps them a day. */
+const REVOCATION_MEMORY_MS = 24 * 60 * 60 * 1000;
+
+async function readPassword(): Promise<string> {
+  if (process.stdin.isTTY) {
+    const first = await read({ prompt: 'Password: ', silent: true, replace: '' });
+    const again = await read({ prompt: 'Repeat password: ', silent: true, replace: '' });
+    if (first !== again) throw new CliError('the two passwords do not match');
+    return first;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text.split(/\r?\n/)[0] ?? '';
+}
+
+async function run(db: Database, args: string[], out: (line: string) => void): Promise<void> {
+  const [command, ...rest] = args;
+  const users = new UserService(db.users);
+  const admin = new UserAdmin(db.users);
+  const audit = new AuditLog(db.auditEvents);
+  const sessions = new SessionService(db.sessions, db.sessionRevocations, REVOCATION_MEMORY_MS);
+
+  switch (command) {
+    case 'create': {
+      const [username, flag, role] = rest;
+      if (!username || (flag !== undefined && (flag !== '--role' || !role)) || rest.length > 3) throw new CliError(USAGE, 2);
+      const password = await readPassword();
+      const result = await users.register(username, password, password);
+      if (!result.ok) throw new CliError(Object.values(result.errors).join(' '));
+      await audit.record('user_created', { ...CLI_ACTOR, userId: result.user.id, username: result.user.username });
+      if (role) {
+        await admin.setRole(result.user.username, role, true);
+        await audit.record('role_granted', { ...CLI_ACTOR, userId: result.user.id, username: result.user.username }, role);
+      }
+      out(`created ${result.user.username} (id ${result.user.id})${role ? ` with role ${role}` : ''}`);
+      return;
+    }
+    case 'list': {
+      if (rest.length) throw new CliError(USAGE, 2);
+      const all = await admin.list();
+      out(['id', 'username', 'roles', 'disabled', 'created'].join('\t'));
+      for (const u of all) out([u.id, u.username, u.roles.join(',') || '-', u.disabled ? 'yes' : 'no', u.createdAt.toISOString()].join('\t'));
+      return;
+    }
+    case 'disable':
+    case 'enable': {
+      const [username] = rest;
+      if (!username || rest.length !== 1) throw new CliError(USAGE, 2);
+      const disabled = command === 'disable';
+      const { user, changed } = await admin.setDisabled(username, disabled);
+      if (disabled) await sessions.revokeAll(user.id);
+      if (changed) await audit.record(disabled ? 'disabled' : 'enabled', { ...CLI_ACTOR, userId: user.id, username: user.username });
+      out(`${user.username} is ${disabled ? 'disabled' : 'enabled'}${changed ? '' : ' (no change)'}`);
+      return;
+    }
+    case 'grant':
+    case 'revoke': {
+      const [username, role] = rest;
+      if (!username || !role || rest.length !== 2) throw new CliError(USAGE, 2);
+      const granting = command === 'grant';
+      const { user, changed } = await admin.setRole(username, role, granting);
+      if (changed) await audit.record(granting ? 'role_granted' : 'role_revoked', { ...CLI_ACTOR, userId: user.id, username: user.username }, role);
+      out(`${user.username} roles: ${user.roles.join(', ') || '(none)'}${changed ? '' : ' (no change)'}`);
+      return;
+    }
+    default:
+      throw new CliError(USAGE, 2);
+  }
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return args.length === 0 ? 2 : 0;
+  }
+  let db: Database | undefined;
+  try {
+    db = await openDatabase(loadDatabaseUrl(readEnvironment()));
+    await migrateUp(db);
+    await run(db, args, (line) => process.stdout.write(`${line}\n`));
+    return 0;
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`${err.message}\n`);
+      return err.exitCode;
+    }
+    if (err instanceof ConfigError || err instanceof UnknownUserError || err instanceof InvalidRoleError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await db?.close();
+  }
+}
+
+main().then((code) => process.exit(code));

@@ -1,0 +1,54 @@
+import { Op } from 'sequelize';
+import type { AuditEventModel, AuditEventName, AuditEventRow } from '../models/audit-event.js';
+
+/** Who did something and from where; `ip` and `userAgent` are null for the command line. */
+export interface AuditActor {
+  userId?: number | null;
+  username?: string | null;
+  ip?: string | null;
+  userAgent?: string | null;
+}
+
+export interface AuditEntry {
+  at: Date;
+  event: AuditEventName;
+  ip: string | null;
+  userAgent: string | null;
+  detail: string | null;
+}
+
+/** Append-only record of authentication events, pruned after a retention period. */
+export class AuditLog {
+  constructor(
+    private readonly events: AuditEventModel,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Records one event. `detail` must never hold a password, token or cookie. */
+  async record(event: AuditEventName, actor: AuditActor, detail: string | null = null): Promise<void> {
+    await this.events.create({
+      at: new Date(this.now()),
+      event,
+      userId: actor.userId ?? null,
+      username: actor.username?.slice(0, 64) ?? null,
+      ip: actor.ip?.slice(0, 64) ?? null,
+      userAgent: actor.userAgent?.slice(0, 512) ?? null,
+      detail: detail?.slice(0, 512) ?? null,
+    });
+  }
+
+  /** The user's most recent events, newest first. */
+  async recentForUser(userId: number, limit = 20): Promise<AuditEntry[]> {
+    const rows: AuditEventRow[] = await this.events.findAll({
+      where: { userId },
+      order: [['at', 'DESC'], ['id', 'DESC']],
+      limit,
+    });
+    return rows.map((r) => ({ at: r.at, event: r.event, ip: r.ip, userAgent: r.userAgent, detail: r.detail }));
+  }
+
+  /** Deletes events older than the retention period; returns how many. */
+  prune(retentionMs: number): Promise<number> {
+    return this.events.destroy({ where: { at: { [Op.lt]: new Date(this.now() - retentionMs) } } });
+  }
+}
