@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { ConfigError, ensureEnvFile, envFilePath, loadConfig, readEnvironment, type Config } from './config.js';
@@ -48,11 +48,21 @@ async function main(): Promise<void> {
   });
   server.on('error', (err) => fail(`server error: ${err.message}`));
 
+  // Responses still open when shutdown starts, so they can end their keep-alive connection.
+  const open = new Set<ServerResponse>();
   let stopping = false;
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (stopping) res.setHeader('Connection', 'close');
+    open.add(res);
+    res.on('close', () => open.delete(res));
+  });
+
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Without this a keep-alive client would hold close() open for keepAliveTimeout after its last response.
+    for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
     const force = setTimeout(() => {
       logger.warn('grace period over: closing remaining connections');
       server.closeAllConnections();

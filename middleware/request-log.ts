@@ -1,17 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import { pinoHttp, type HttpLogger } from 'pino-http';
 import type { LogLevel } from '../config.js';
 
-/** The app's structured logger (JSON lines on stdout). */
-export function createLogger(level: LogLevel): Logger {
-  return pino({
+/** The app's structured logger: JSON lines on stdout, or on `destination` (tests). */
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
     level,
     base: { app: 'token-bridge' },
     // Belt and braces: the serializers below never include these, but nothing else may either.
     redact: { paths: ['password', '*.password', 'token', '*.token', 'headers.authorization', 'headers.cookie', '*.headers.cookie', '*.headers.authorization'], censor: '[redacted]' },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /**
