@@ -20,6 +20,7 @@ import { SessionService } from './services/sessions.js';
 import { Throttle } from './services/throttle.js';
 import { TokenAccess } from './services/token-access.js';
 import { TokenService } from './services/tokens.js';
+import { UserAdmin } from './services/user-admin.js';
 import { UserService } from './services/users.js';
 
 export interface AppDeps {
@@ -63,7 +64,7 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   app.use('/static', express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
 
   // The API needs neither sessions nor body parsing: only a bearer token.
-  app.use('/api', apiRoutes({ tokens, users }));
+  app.use('/api', apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users) }));
 
   // Everything below is for browsers: bodies, session, Passport, CSRF.
   app.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 50 }));

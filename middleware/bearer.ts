@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { BearerError } from '../errors.js';
+import type { TokenAccess } from '../services/token-access.js';
 import type { TokenService } from '../services/tokens.js';
-import type { UserService } from '../services/users.js';
 
 /** `Bearer <b64token>` (RFC 6750 section 2.1); the scheme is case-insensitive. */
 const BEARER_HEADER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
@@ -9,19 +9,28 @@ const BEARER_HEADER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 /**
  * Authenticates `/api` requests from the Authorization header only (never a
  * query string or cookie) and sets `req.principal`. The user must still exist
- * and not be disabled.
+ * and not be disabled, and the token must not be revoked (see TokenAccess).
  */
-export function bearerAuth(deps: { tokens: TokenService; users: UserService }): RequestHandler {
+export function bearerAuth(deps: { tokens: TokenService; access: TokenAccess }): RequestHandler {
   return async (req: Request, _res: Response, next: NextFunction) => {
     const header = req.headers.authorization;
-    const match = header ? BEARER_HEADER.exec(header) : null;
+    // Node keeps the first of repeated Authorization lines and drops the rest; a proxy may keep the last.
+    const match = header && authorizationLines(req) === 1 ? BEARER_HEADER.exec(header) : null;
     if (!match) throw BearerError.missing();
     const claims = deps.tokens.verify(match[1]!);
-    const user = await deps.users.findActiveById(Number(claims.sub));
-    if (!user) throw BearerError.invalid('The token user is unknown or disabled');
+    const user = await deps.access.check(claims);
     req.principal = { user, claims };
     next();
   };
+}
+
+/** How many Authorization field lines the request carried (RFC 9110 allows one). */
+function authorizationLines(req: Request): number {
+  let count = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]!.toLowerCase() === 'authorization') count += 1;
+  }
+  return count;
 }
 
 /** Lets the request through only when the bearer's user has the role; 403 insufficient_scope otherwise. */

@@ -39,7 +39,8 @@ function isSqliteBusy(err: unknown): boolean {
 
 /** JSON for API clients and the token endpoint; HTML pages for browsers. */
 export function wantsJson(req: Request): boolean {
-  const path = req.originalUrl.split('?')[0] ?? '';
+  // Express matches mounts and routes case-insensitively, so /API/me is an API request too.
+  const path = (req.originalUrl.split('?')[0] ?? '').toLowerCase();
   if (path === '/api' || path.startsWith('/api/') || path === '/auth/token') return true;
   return req.accepts(['html', 'json']) === 'json';
 }
@@ -52,7 +53,8 @@ export const notFound: RequestHandler = () => {
 export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
   if (res.headersSent) return next(err);
   const view = describeError(err);
-  if (view.status >= 500) req.log?.error({ err }, 'request failed');
+  // pino-http writes the request's one log line with this error and its stack.
+  if (view.status >= 500) res.err = err instanceof Error ? err : new Error(String(err));
   res.set(view.headers);
   res.set('Cache-Control', 'no-store');
   res.status(view.status);

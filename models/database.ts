@@ -13,8 +13,8 @@ export interface Database {
   readonly auditEvents: AuditEventModel;
   readonly sessionRevocations: SessionRevocationModel;
   readonly dialect: 'sqlite' | 'postgres';
-  /** True when a trivial query succeeds. */
-  ping(): Promise<boolean>;
+  /** True when a trivial query succeeds within `timeoutMs` (default 2 s). */
+  ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -53,12 +53,17 @@ export async function openDatabase(url: string, options: { poolMax?: number } = 
     auditEvents,
     sessionRevocations,
     dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
-    async ping() {
+    async ping(timeoutMs = 2000) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
       try {
-        await sequelize.query('SELECT 1');
-        return true;
+        return await Promise.race([sequelize.query('SELECT 1').then(() => true), timeout]);
       } catch {
         return false;
+      } finally {
+        clearTimeout(timer);
       }
     },
     close: () => sequelize.close(),
