@@ -37,7 +37,7 @@ const BODY_LIMIT = '16kb';
  * app to supertest.
  */
 export function createApp({ config, database, logger }: AppDeps): Express {
-  const users = new UserService(database.users);
+  const users = new UserService(database.users, Date.now, { cacheTtlMs: config.revocationCacheTtlMs });
   const tokens = new TokenService(config.jwt);
   const sessions = new SessionService(
     database.sessions,

@@ -4,22 +4,18 @@ import type { SessionService } from './sessions.js';
 import type { AccessTokenClaims } from './tokens.js';
 import type { PublicUser, UserService } from './users.js';
 
-interface AccessEntry {
-  user: PublicUser | null;
-  revoked: boolean;
-}
-
 /**
  * Decides whether a correctly signed token may still be used: its user exists
  * and is enabled, its session was not ended on purpose, and it was issued
  * after the user's "tokens valid after" instant.
  *
- * Answers are cached in-process for `ttlMs` (≤ 5 s) per (user, session), so a
- * revocation made on another instance is honoured within `ttlMs`; revocations
- * made here are honoured at once via {@link forgetUser}.
+ * The user's state (UserService's cache) and each session's revocation status
+ * (here) are cached in-process for `ttlMs` (≤ 5 s), so a revocation made on
+ * another instance is honoured within `ttlMs`; revocations made by this
+ * process are honoured at once via {@link forgetUser}.
  */
 export class TokenAccess {
-  private readonly cache: LRUCache<string, AccessEntry> | null;
+  private readonly revokedCache: LRUCache<string, { revoked: boolean }> | null;
 
   constructor(
     private readonly users: UserService,
@@ -27,34 +23,33 @@ export class TokenAccess {
     ttlMs: number,
     now: () => number = Date.now,
   ) {
-    this.cache = ttlMs > 0 ? new LRUCache({ max: 50_000, ttl: ttlMs, perf: { now } }) : null;
+    this.revokedCache = ttlMs > 0 ? new LRUCache({ max: 50_000, ttl: ttlMs, perf: { now } }) : null;
   }
 
   /** The token's user, or a BearerError (invalid_token). */
   async check(claims: AccessTokenClaims): Promise<PublicUser> {
-    const key = `${claims.sub}:${claims.sid}`;
-    let entry = this.cache?.get(key);
-    if (!entry) {
-      const [user, revoked] = await Promise.all([
-        this.users.findActiveById(Number(claims.sub)),
-        this.sessions.isRevoked(claims.sid),
-      ]);
-      entry = { user, revoked };
-      this.cache?.set(key, entry);
-    }
-    if (!entry.user) throw BearerError.invalid('The token user is unknown or disabled');
-    if (entry.revoked) throw BearerError.invalid('The session this token came from has ended');
-    const validAfter = entry.user.tokensValidAfter;
+    const [user, revoked] = await Promise.all([this.users.findActiveById(Number(claims.sub)), this.isRevoked(claims.sid)]);
+    if (!user) throw BearerError.invalid('The token user is unknown or disabled');
+    if (revoked) throw BearerError.invalid('The session this token came from has ended');
+    const validAfter = user.tokensValidAfter;
     if (validAfter && claims.iat < Math.floor(validAfter.getTime() / 1000)) {
       throw BearerError.invalid('The token has been revoked');
     }
-    return entry.user;
+    return user;
   }
 
-  /** Drops cached answers about one user (after a revocation on this instance). */
+  private async isRevoked(publicId: string): Promise<boolean> {
+    const cached = this.revokedCache?.get(publicId);
+    if (cached) return cached.revoked;
+    const revoked = await this.sessions.isRevoked(publicId);
+    this.revokedCache?.set(publicId, { revoked });
+    return revoked;
+  }
+
+  /** Drops cached answers after this process revoked something of the user's. */
   forgetUser(userId: number): void {
-    if (!this.cache) return;
-    const prefix = `${userId}:`;
-    for (const key of this.cache.keys()) if (key.startsWith(prefix)) this.cache.delete(key);
+    this.users.forget(userId);
+    // Revocations are rare: forgetting every cached session status is simpler than tracking ids.
+    this.revokedCache?.clear();
   }
 }

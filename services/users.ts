@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { UniqueConstraintError } from 'sequelize';
 import type { UserModel, UserRow } from '../models/user.js';
 import { hashPassword, needsRehash, passwordProblem, verifyAgainstDummy, verifyPassword } from './passwords.js';
@@ -69,10 +70,20 @@ export function toPublicUser(row: UserRow): PublicUser {
 
 /** User accounts: registration, credential checks and look-ups. */
 export class UserService {
+  private readonly activeCache: LRUCache<number, { user: PublicUser | null }> | null;
+
+  /**
+   * @param options.cacheTtlMs when > 0, {@link findActiveById} answers from an
+   *   in-process cache this long (the revocation bound across instances).
+   */
   constructor(
     private readonly users: UserModel,
     private readonly now: () => number = Date.now,
-  ) {}
+    options: { cacheTtlMs?: number } = {},
+  ) {
+    const ttl = options.cacheTtlMs ?? 0;
+    this.activeCache = ttl > 0 ? new LRUCache({ max: 50_000, ttl, perf: { now } }) : null;
+  }
 
   /**
    * Validates and creates an account. A taken name or a weak password is a
@@ -145,12 +156,14 @@ export class UserService {
     row.passwordHash = await hashPassword(newPassword);
     row.tokensValidAfter = wholeSecond(this.now());
     await row.save();
+    this.forget(id);
     return { ok: true, user: toPublicUser(row) };
   }
 
   /** Ends every earlier token of the user (sign-out everywhere). */
   async invalidateTokens(id: number): Promise<void> {
     await this.users.update({ tokensValidAfter: wholeSecond(this.now()) }, { where: { id } });
+    this.forget(id);
   }
 
   /** The account with this (case-insensitive) name, disabled or not, or null. */
@@ -160,10 +173,19 @@ export class UserService {
     return row ? toPublicUser(row) : null;
   }
 
-  /** The user with this id when it exists and is not disabled. */
+  /** The user with this id when it exists and is not disabled (possibly cached, see the constructor). */
   async findActiveById(id: number): Promise<PublicUser | null> {
     if (!Number.isSafeInteger(id) || id <= 0) return null;
+    const cached = this.activeCache?.get(id);
+    if (cached) return cached.user;
     const row = await this.users.findByPk(id);
-    return row && !row.disabled ? toPublicUser(row) : null;
+    const user = row && !row.disabled ? toPublicUser(row) : null;
+    this.activeCache?.set(id, { user });
+    return user;
+  }
+
+  /** Drops the cached state of one user (after a change made by this process). */
+  forget(id: number): void {
+    this.activeCache?.delete(id);
   }
 }
