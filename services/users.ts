@@ -82,7 +82,7 @@ export class UserService {
     options: { cacheTtlMs?: number } = {},
   ) {
     const ttl = options.cacheTtlMs ?? 0;
-    this.activeCache = ttl > 0 ? new LRUCache({ max: 50_000, ttl, perf: { now } }) : null;
+    this.activeCache = ttl > 0 ? new LRUCache({ max: 50_000, ttl, ttlResolution: 0, perf: { now } }) : null;
   }
 
   /**
