@@ -78,9 +78,9 @@ export function createApp({ config, database, logger }: AppDeps): Express {
     next();
   });
 
-  app.use(pageRoutes({ tokens }));
+  app.use(pageRoutes({ tokens, audit }));
   app.use('/auth', authRoutes({ config, users, tokens, passport, csrf, throttle, audit, sessions, tokenAccess }));
-  app.use(accountRoutes({ config, users, sessions, tokenAccess, audit, csrf }));
+  app.use(accountRoutes({ config, users, sessions, tokenAccess, audit, csrf, throttle }));
 
   app.use(notFound);
   app.use(errorHandler);

@@ -28,15 +28,24 @@ export function createSessionStore(database: Database): session.Store {
     // Saves (at most one a minute per session, see sessionLifetime) already move the row's expiry;
     // touching on every request would add a write to every read.
     disableTouch: true,
-    extendDefaultFields: (defaults, data: StoredSession) => ({
-      ...defaults,
-      userId: data.passport?.user ?? null,
-      publicId: data.meta?.id ?? null,
-      ip: data.meta?.ip ?? null,
-      userAgent: data.meta?.userAgent ?? null,
-      lastSeenAt: data.meta ? new Date(data.meta.lastSeenAt) : null,
-    }),
+    extendDefaultFields: (defaults, data: StoredSession) => ({ ...defaults, ...columnsOf(data) }),
   } as ConstructorParameters<typeof SequelizeStore>[0]);
+
+  // A signed-in session's row is created at sign-in (before its metadata exists) and
+  // afterwards only ever updated: one UPDATE instead of the library's find-or-create,
+  // and a request still in flight when its session is revoked or signed out cannot
+  // bring the deleted row back when it saves at the end.
+  const set = store.set.bind(store);
+  store.set = (sid, data, callback) => {
+    const stored = data as StoredSession;
+    if (!stored.meta) return set(sid, data, callback);
+    database.sessions
+      .update(
+        { data: JSON.stringify(stored), expires: expiryOf(stored), ...columnsOf(stored) },
+        { where: { sid } },
+      )
+      .then(() => callback?.(), (err: unknown) => callback?.(err));
+  };
 
   // Reads are on every signed-in page and token request: one plain SELECT of the
   // data column instead of the library's model lookup. Unlike the library, an
@@ -60,6 +69,22 @@ export function createSessionStore(database: Database): session.Store {
       .catch((err: unknown) => callback(err));
   };
   return store;
+}
+
+/** The columns copied out of the session data so sessions can be listed and revoked per user. */
+function columnsOf(data: StoredSession) {
+  return {
+    userId: data.passport?.user ?? null,
+    publicId: data.meta?.id ?? null,
+    ip: data.meta?.ip ?? null,
+    userAgent: data.meta?.userAgent ?? null,
+    lastSeenAt: data.meta ? new Date(data.meta.lastSeenAt) : null,
+  };
+}
+
+function expiryOf(data: StoredSession): Date {
+  const expires = data.cookie?.expires;
+  return expires ? new Date(expires) : new Date(Date.now() + 24 * 60 * 60 * 1000);
 }
 
 /** The session cookie: never `connect.sid`, HttpOnly, SameSite=Lax, Secure in production. */

@@ -6,8 +6,9 @@ import type { Config } from '../config.js';
 import type { AuditLog } from '../services/audit-log.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.js';
 import type { SessionService } from '../services/sessions.js';
+import type { Throttle } from '../services/throttle.js';
 import type { TokenAccess } from '../services/token-access.js';
-import type { PasswordChangeErrors, UserService } from '../services/users.js';
+import { usernameKey, type PasswordChangeErrors, type UserService } from '../services/users.js';
 import { textField } from './form.js';
 import { requireSignedInPage } from './pages.js';
 import { auditActor } from './audit-actor.js';
@@ -19,11 +20,12 @@ export interface AccountRouteDeps {
   tokenAccess: TokenAccess;
   audit: AuditLog;
   csrf: Csrf;
+  throttle: Throttle;
 }
 
 /** The signed-in user's account: password, sessions, recent activity. */
 export function accountRoutes(deps: AccountRouteDeps): Router {
-  const { config, users, sessions, tokenAccess, audit, csrf } = deps;
+  const { config, users, sessions, tokenAccess, audit, csrf, throttle } = deps;
   const router = Router();
 
   router.get('/account', requireSignedInPage, showAccount);
@@ -58,7 +60,17 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
     const currentPassword = textField(req.body, 'currentPassword');
     const newPassword = textField(req.body, 'newPassword');
     const confirmPassword = textField(req.body, 'confirmPassword');
+    // A stolen session must not become a free password-guessing oracle: the current
+    // password is counted exactly like a sign-in attempt on this account.
+    const verdict = await throttle.beginLogin(usernameKey(user.username), req.ip ?? 'unknown');
+    if (!verdict.allowed) {
+      await audit.record('throttled', auditActor(req, user), 'password change');
+      res.set('Retry-After', String(verdict.retryAfterSeconds));
+      return renderAccount(req, res, 429, { flash: null, errors: { currentPassword: 'Too many wrong passwords: try again later.' } });
+    }
     const result = await users.changePassword(user.id, currentPassword, newPassword, confirmPassword);
+    if (result.ok || !result.errors.currentPassword) await throttle.loginSucceeded(verdict.reservation);
+    else await throttle.loginFailed(verdict.reservation);
     if (!result.ok) return renderAccount(req, res, 400, { flash: null, errors: result.errors });
 
     const oldPublicId = req.session.meta!.id;

@@ -58,8 +58,9 @@ export function authRoutes(deps: AuthRouteDeps): Router {
     }
     const key = usernameKey(username);
     const ip = clientAddress(req);
-    // Checked before any password work: while blocked, even the right password is refused.
-    const verdict = await throttle.checkLogin(key, ip);
+    // Counted before any password work: while blocked, even the right password is refused,
+    // and a burst of concurrent guesses cannot all pass the check.
+    const verdict = await throttle.beginLogin(key, ip);
     if (!verdict.allowed) {
       await audit.record('throttled', auditActor(req, await users.findByUsername(username)), 'sign-in');
       setRetryAfter(res, verdict);
@@ -67,14 +68,14 @@ export function authRoutes(deps: AuthRouteDeps): Router {
     }
     const user = await authenticateLocal(req, res);
     if (!user) {
-      await throttle.recordLoginFailure(key, ip);
+      await throttle.loginFailed(verdict.reservation);
       // The typed name is recorded only when it is a real account: people type passwords into the name field.
       const known = await users.findByUsername(username);
       await audit.record('sign_in_failed', auditActor(req, known), known ? null : 'unknown account');
       res.set('WWW-Authenticate', 'Form realm="token-bridge"');
       return renderLogin(res, 401, { returnTo, username, error: LOGIN_FAILED });
     }
-    await throttle.recordLoginSuccess(key);
+    await throttle.loginSucceeded(verdict.reservation);
     await signIn(req, user);
     await audit.record('signed_in', auditActor(req, user));
     res.redirect(302, returnTo);
@@ -98,7 +99,8 @@ export function authRoutes(deps: AuthRouteDeps): Router {
     const confirmPassword = textField(req.body, 'confirmPassword');
     const returnTo = safeReturnTo(textField(req.body, 'returnTo') || req.query.returnTo);
     const ip = clientAddress(req);
-    const verdict = await throttle.checkRegistration(ip);
+    // Counted before the account is created (a burst cannot pass together); given back on refusal.
+    const verdict = await throttle.beginRegistration(ip);
     if (!verdict.allowed) {
       await audit.record('throttled', auditActor(req), 'registration');
       setRetryAfter(res, verdict);
@@ -106,9 +108,9 @@ export function authRoutes(deps: AuthRouteDeps): Router {
     }
     const result = await users.register(username, password, confirmPassword);
     if (!result.ok) {
+      await throttle.registrationFailed(ip);
       return renderRegister(res, result.taken ? 409 : 400, { returnTo, username, errors: result.errors });
     }
-    await throttle.recordRegistration(ip);
     await signIn(req, result.user);
     await audit.record('registered', auditActor(req, result.user));
     res.redirect(302, returnTo);

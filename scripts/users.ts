@@ -8,7 +8,7 @@ import { ConfigError, loadDatabaseUrl, readEnvironment } from '../config.js';
 import { migrateUp } from '../migrations/runner.js';
 import { openDatabase, type Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
-import { InvalidRoleError, UnknownUserError, UserAdmin } from '../services/user-admin.js';
+import { InvalidRoleError, ROLE_PATTERN, UnknownUserError, UserAdmin } from '../services/user-admin.js';
 import { UserService } from '../services/users.js';
 import { SessionService } from '../services/sessions.js';
 
@@ -55,6 +55,8 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
     case 'create': {
       const [username, flag, role] = rest;
       if (!username || (flag !== undefined && (flag !== '--role' || !role)) || rest.length > 3) throw new CliError(USAGE, 2);
+      // Checked before the account exists, so a bad role never leaves a user without it.
+      if (role !== undefined && !ROLE_PATTERN.test(role)) throw new InvalidRoleError(role);
       const password = await readPassword();
       const result = await users.register(username, password, password);
       if (!result.ok) throw new CliError(Object.values(result.errors).join(' '));

@@ -49,13 +49,16 @@ export class SequelizeRateLimiter extends RateLimiterStoreAbstract {
       ? `/* rate-limit set */ INSERT INTO rate_limits (rl_key, points, expire) VALUES (:key, :points, :expire)
          ON CONFLICT (rl_key) DO UPDATE SET points = excluded.points, expire = excluded.expire
          RETURNING points, expire`
-      : `/* rate-limit upsert */ INSERT INTO rate_limits (rl_key, points, expire) VALUES (:key, :points, :expire)
+      : `/* rate-limit upsert */ INSERT INTO rate_limits (rl_key, points, expire) VALUES (:key, :initial, :expire)
          ON CONFLICT (rl_key) DO UPDATE SET
-           points = CASE WHEN rate_limits.expire IS NULL OR rate_limits.expire > :now THEN rate_limits.points + excluded.points ELSE excluded.points END,
+           points = CASE WHEN rate_limits.expire IS NULL OR rate_limits.expire > :now
+             THEN CASE WHEN rate_limits.points + :points < 0 THEN 0 ELSE rate_limits.points + :points END
+             ELSE :initial END,
            expire = CASE WHEN rate_limits.expire IS NULL OR rate_limits.expire > :now THEN rate_limits.expire ELSE excluded.expire END
          RETURNING points, expire`;
     const rows = await this.sequelize.query<CounterRow>(sql, {
-      replacements: { key: rlKey, points, expire, now },
+      // A reward (negative points) never takes a counter below zero, nor creates a negative one.
+      replacements: { key: rlKey, points, initial: Math.max(points, 0), expire, now },
       type: QueryTypes.SELECT,
     });
     return rows[0]!;

@@ -5,6 +5,16 @@ import { SequelizeRateLimiter } from './throttle-store.js';
 
 export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
+/** An attempt already counted as a failure before the password was checked (see {@link Throttle.beginLogin}). */
+export interface LoginReservation {
+  readonly accountKey: string;
+  readonly ip: string;
+  /** The account's failure count including this attempt. */
+  readonly accountCount: number;
+}
+
+export type LoginVerdict = { allowed: true; reservation: LoginReservation } | { allowed: false; retryAfterSeconds: number };
+
 /** Longest block the back-off reaches. */
 const MAX_BLOCK_SECONDS = 24 * 60 * 60;
 
@@ -54,32 +64,62 @@ export class Throttle {
     return worst([verdict(account, this.settings.accountMax), verdict(address, this.settings.ipMax)]);
   }
 
-  /** Counts a failed sign-in; the failure that reaches the account limit starts a (growing) block. */
-  async recordLoginFailure(accountKey: string, ip: string): Promise<void> {
-    const [account] = await Promise.all([
-      this.accountFailures.penalty(accountKey, 1),
-      this.ipFailures.penalty(ip, 1),
-    ]);
-    if (account.consumedPoints >= this.settings.accountMax) {
-      const blocks = await this.accountBlocks.penalty(accountKey, 1);
-      const base = Math.ceil(this.settings.accountWindowMs / 1000);
-      const length = Math.min(base * 2 ** Math.max(0, blocks.consumedPoints - 1), MAX_BLOCK_SECONDS);
-      await this.accountFailures.set(accountKey, this.settings.accountMax, length);
-    }
+  /**
+   * Starts a sign-in attempt: refuses it while the account or address is
+   * blocked, else counts it as a failure up front (one atomic increment
+   * each) before any password work. Checking first and counting after the
+   * password check would let concurrent guesses all pass the check; counted
+   * first, attempts beyond the limit are refused however many arrive at once.
+   * Settle the reservation with {@link loginFailed} or {@link loginSucceeded}.
+   */
+  async beginLogin(accountKey: string, ip: string): Promise<LoginVerdict> {
+    const current = await this.checkLogin(accountKey, ip);
+    if (!current.allowed) return current;
+    const [account, address] = await Promise.all([this.accountFailures.penalty(accountKey, 1), this.ipFailures.penalty(ip, 1)]);
+    // Lost the race for the last free attempts: refused like a blocked one (the count stays).
+    const raced = worst([verdict(account, this.settings.accountMax + 1), verdict(address, this.settings.ipMax + 1)]);
+    if (!raced.allowed) return raced;
+    return { allowed: true, reservation: { accountKey, ip, accountCount: account.consumedPoints } };
   }
 
-  /** A successful sign-in clears the account's failure count (not the address's). */
-  async recordLoginSuccess(accountKey: string): Promise<void> {
-    await this.accountFailures.delete(accountKey);
+  /** The reserved attempt failed: the attempt that reached the account limit starts a (growing) block. */
+  async loginFailed(reservation: LoginReservation): Promise<void> {
+    if (reservation.accountCount === this.settings.accountMax) await this.startBlock(reservation.accountKey);
+  }
+
+  /** The reserved attempt succeeded: the account's count is cleared and the address gets its attempt back. */
+  async loginSucceeded(reservation: LoginReservation): Promise<void> {
+    await Promise.all([this.accountFailures.delete(reservation.accountKey), this.ipFailures.reward(reservation.ip, 1)]);
+  }
+
+  /** Blocks the account for the window, doubled for each earlier block that day. */
+  private async startBlock(accountKey: string): Promise<void> {
+    const blocks = await this.accountBlocks.penalty(accountKey, 1);
+    const base = Math.ceil(this.settings.accountWindowMs / 1000);
+    const length = Math.min(base * 2 ** Math.max(0, blocks.consumedPoints - 1), MAX_BLOCK_SECONDS);
+    await this.accountFailures.set(accountKey, this.settings.accountMax, length);
   }
 
   async checkRegistration(ip: string): Promise<ThrottleVerdict> {
     return verdict(await this.registrations.get(ip), this.settings.registerMax);
   }
 
-  async recordRegistration(ip: string): Promise<void> {
-    await this.registrations.penalty(ip, 1);
+  /**
+   * Counts a registration from the address before the account is created
+   * (atomically, so a burst cannot pass the check together); refused beyond
+   * the limit. Give the attempt back with {@link registrationFailed}.
+   */
+  async beginRegistration(ip: string): Promise<ThrottleVerdict> {
+    const current = await this.checkRegistration(ip);
+    if (!current.allowed) return current;
+    return verdict(await this.registrations.penalty(ip, 1), this.settings.registerMax + 1);
   }
+
+  /** The counted registration created no account (taken name, weak password). */
+  async registrationFailed(ip: string): Promise<void> {
+    await this.registrations.reward(ip, 1);
+  }
+
 }
 
 function verdict(res: RateLimiterRes | null, max: number): ThrottleVerdict {

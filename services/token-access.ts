@@ -23,7 +23,9 @@ export class TokenAccess {
     ttlMs: number,
     now: () => number = Date.now,
   ) {
-    this.revokedCache = ttlMs > 0 ? new LRUCache({ max: 50_000, ttl: ttlMs, perf: { now } }) : null;
+    // ttlResolution 0: lru-cache otherwise reuses a clock reading for 1 ms of real time, so an
+    // injected clock that has moved past the TTL would still get a stale answer.
+    this.revokedCache = ttlMs > 0 ? new LRUCache({ max: 50_000, ttl: ttlMs, ttlResolution: 0, perf: { now } }) : null;
   }
 
   /** The token's user, or a BearerError (invalid_token). */

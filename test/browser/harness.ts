@@ -1,0 +1,189 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { expect } from 'chai';
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
+import { projectRoot } from '../../paths.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+
+/**
+ * Browser tests drive Debian's Chromium, never a downloaded browser.
+ * CHROMIUM_PATH exists only to prove the failure message (point it at nothing).
+ */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+export const PHONE = { width: 390, height: 844 } as const;
+export const DESKTOP = { width: 1280, height: 800 } as const;
+
+export const ARTIFACTS = path.join(projectRoot, 'test-artifacts');
+export const SCREENSHOTS = path.join(ARTIFACTS, 'screenshots');
+
+/** An error mocha prints as exactly one line (no stack). */
+function oneLineError(message: string): Error {
+  const err = new Error(message);
+  err.stack = `Error: ${message}`;
+  return err;
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  // Playwright's messages start with "browserType.launch: <reason>" followed by a call log.
+  return (text.split('\n').find((line) => line.trim() !== '') ?? text).trim();
+}
+
+export interface ChromiumHandle {
+  browser: Browser;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts headless Chromium with a fresh profile, or fails with one clear line
+ * saying why: a missing browser is a failure, never a silent skip.
+ */
+export async function launchChromium(): Promise<ChromiumHandle> {
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw oneLineError(
+      `Chromium could not start: ${CHROMIUM_PATH} is missing (install Debian's package: apt-get install -y chromium; bash .ci/run does it)`,
+    );
+  }
+  try {
+    // launch() gives every run a fresh temporary profile (user-data-dir) and removes it on close.
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS, timeout: 20_000 });
+    return { browser, close: () => browser.close().catch(() => undefined) };
+  } catch (err) {
+    throw oneLineError(`Chromium could not start from ${CHROMIUM_PATH}: ${firstLine(err)}`);
+  }
+}
+
+export interface LiveApp {
+  t: TestApp;
+  /** e.g. http://127.0.0.1:41234 */
+  base: string;
+  stop(): Promise<void>;
+}
+
+/** The real app on a fresh in-memory database, listening on a free local port. */
+export async function startLiveApp(): Promise<LiveApp> {
+  const t = await startTestApp();
+  await new Promise<void>((resolve, reject) => {
+    t.server.once('error', reject);
+    t.server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = t.server.address() as AddressInfo;
+  return {
+    t,
+    base: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      t.server.closeAllConnections();
+      await new Promise<void>((resolve) => t.server.close(() => resolve()));
+      await t.close();
+    },
+  };
+}
+
+/** A new isolated browser window (own cookies) that fails the test on script errors and CSP violations. */
+export async function newContext(browser: Browser, options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+  const context = await browser.newContext({ viewport: DESKTOP, locale: 'en-GB', timezoneId: 'Europe/Berlin', ...options });
+  // Fail within a test's time with Playwright's own message rather than mocha's bare timeout.
+  context.setDefaultTimeout(8_000);
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(`script error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) problems.push(`CSP: ${msg.text()}`);
+  });
+  return { context, page, problems };
+}
+
+export interface AxeViolation {
+  id: string;
+  impact: 'minor' | 'moderate' | 'serious' | 'critical' | null;
+  help: string;
+  nodes: string[];
+}
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+export interface AxeAudit {
+  violations: AxeViolation[];
+  /** Rules axe could not decide alone ("needs review"), by id. */
+  incomplete: string[];
+}
+
+/**
+ * Runs axe-core inside the page (offline). The CSP forbids injected inline
+ * scripts, so the source is evaluated through the DevTools protocol instead.
+ */
+export async function axeAudit(page: Page): Promise<AxeAudit> {
+  if (!(await page.evaluate<boolean>('typeof window.axe === "object"'))) await page.evaluate(axeSource);
+  return page.evaluate<AxeAudit>(`
+    window.axe.run(document, { resultTypes: ['violations'] }).then((result) => ({
+      violations: result.violations.map((v) => ({
+        id: v.id,
+        impact: v.impact,
+        help: v.help,
+        nodes: v.nodes.map((n) => n.target.join(' ')),
+      })),
+      incomplete: result.incomplete.map((r) => r.id),
+    }))
+  `);
+}
+
+export function isSerious(v: AxeViolation): boolean {
+  return v.impact === 'serious' || v.impact === 'critical';
+}
+
+/** Screenshot file name for a page at a width. */
+export function screenshotPath(name: string, width: 'phone' | 'desktop'): string {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return path.join(SCREENSHOTS, `${name}-${width}.png`);
+}
+
+export function writeArtifact(name: string, content: string): void {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  writeFileSync(path.join(ARTIFACTS, name), content);
+}
+
+/** The id (or tag name) of the focused element. */
+export function focusedId(page: Page): Promise<string> {
+  return page.evaluate<string>('document.activeElement ? (document.activeElement.id || document.activeElement.tagName.toLowerCase()) : ""');
+}
+
+/** True when the focused element draws a visible focus indicator (an outline or a box shadow). */
+export function focusIsVisible(page: Page): Promise<boolean> {
+  return page.evaluate<boolean>(`(() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return false;
+    const s = getComputedStyle(el);
+    const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;
+    return outline || (s.boxShadow && s.boxShadow !== 'none');
+  })()`);
+}
+
+/** Fills inputs found by their visible label, which also proves each label is tied to its input. */
+export async function fillByLabel(page: Page, fields: Record<string, string>): Promise<void> {
+  for (const [label, value] of Object.entries(fields)) {
+    await page.getByLabel(label, { exact: true }).fill(value);
+  }
+}
+
+/** Calls the API from Node, like a script holding the copied token would. */
+export async function apiMe(base: string, token: string): Promise<{ status: number; body: { username?: string } }> {
+  const res = await fetch(`${base}/api/me`, { headers: { Authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as { username?: string } };
+}
+
+export function expectNoProblems(problems: string[]): void {
+  expect(problems, problems.join('\n')).to.deep.equal([]);
+}

@@ -1,0 +1,144 @@
+import { expect } from 'chai';
+import type { BrowserContext, Page } from 'playwright-core';
+import { STRONG_PASSWORD, uniqueName } from '../helpers/browser.js';
+import {
+  axeAudit,
+  type AxeViolation,
+  type ChromiumHandle,
+  DESKTOP,
+  expectNoProblems,
+  fillByLabel,
+  isSerious,
+  launchChromium,
+  type LiveApp,
+  newContext,
+  PHONE,
+  screenshotPath,
+  SCREENSHOTS,
+  startLiveApp,
+  writeArtifact,
+} from './harness.js';
+
+/**
+ * Every page, in every state people see it in: axe-core finds no serious or
+ * critical violation, no script error or CSP violation happens, and a phone
+ * and a desktop screenshot land in test-artifacts/screenshots/.
+ */
+describe('browser: every page is accessible and photographed', function () {
+  this.timeout(30_000);
+  let chromium: ChromiumHandle;
+  let live: LiveApp;
+  let context: BrowserContext;
+  let page: Page;
+  let problems: string[];
+  const results: Record<string, { serious: number; other: number; violations: AxeViolation[]; needsReview: string[] }> = {};
+  const username = uniqueName('pages');
+
+  before(async () => {
+    chromium = await launchChromium();
+    live = await startLiveApp();
+    ({ context, page, problems } = await newContext(chromium.browser));
+  });
+
+  after(async () => {
+    writeArtifact('axe-results.json', `${JSON.stringify({ screenshots: SCREENSHOTS, pages: results }, null, 2)}\n`);
+    await context?.close();
+    await chromium?.close();
+    await live?.stop();
+  });
+
+  /** Audits the page as it stands at phone and at desktop width, photographing it at each. */
+  async function check(name: string): Promise<void> {
+    const found: AxeViolation[] = [];
+    const needsReview = new Set<string>();
+    for (const [width, size] of [['phone', PHONE], ['desktop', DESKTOP]] as const) {
+      await page.setViewportSize(size);
+      const audit = await axeAudit(page);
+      for (const v of audit.violations) {
+        if (!found.some((f) => f.id === v.id)) found.push({ ...v, nodes: v.nodes.map((n) => `${n} (${width})`) });
+      }
+      for (const id of audit.incomplete) needsReview.add(id);
+      await page.screenshot({ path: screenshotPath(name, width), fullPage: true });
+    }
+    const serious = found.filter(isSerious);
+    results[name] = { serious: serious.length, other: found.length - serious.length, violations: found, needsReview: [...needsReview] };
+    expect(serious, `${name}: ${serious.map((v) => `${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(', ')}`).join('; ')}`).to.deep.equal([]);
+    expectNoProblems(problems);
+  }
+
+  async function go(path: string, status = 200): Promise<void> {
+    const res = await page.goto(live.base + path);
+    expect(res?.status(), path).to.equal(status);
+  }
+
+  it('home, signed out', async () => {
+    await go('/');
+    await check('home');
+  });
+
+  it('sign-in page', async () => {
+    await go('/auth/login');
+    await check('login');
+  });
+
+  it('sign-in page after a failed attempt', async () => {
+    await go('/auth/login');
+    await fillByLabel(page, { Username: 'nobody-at-all', Password: 'wrong password 123' });
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByText('Invalid username or password').waitFor();
+    await check('login-error');
+  });
+
+  it('registration page', async () => {
+    await go('/auth/register');
+    await check('register');
+  });
+
+  it('registration page with field errors', async () => {
+    await go('/auth/register');
+    await fillByLabel(page, { Username: 'ab', Password: 'password', 'Repeat the password': 'passwort' });
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.locator('#form-errors li').first().waitFor();
+    await check('register-errors');
+  });
+
+  it('home, signed in', async () => {
+    await go('/auth/register');
+    await fillByLabel(page, { Username: username, Password: STRONG_PASSWORD, 'Repeat the password': STRONG_PASSWORD });
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.waitForURL(`${live.base}/`);
+    await check('home-signed-in');
+  });
+
+  it('token page', async () => {
+    await go('/token');
+    await check('token');
+  });
+
+  it('account page', async () => {
+    await go('/account');
+    await check('account');
+  });
+
+  it('account page with a refused password change', async () => {
+    await go('/account');
+    await fillByLabel(page, { 'Current password': 'not my password', 'New password': 'short', 'Repeat the new password': 'other' });
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.locator('#form-errors li').first().waitFor();
+    await check('account-errors');
+  });
+
+  it('account page after a password change', async () => {
+    await go('/account');
+    const next = `${STRONG_PASSWORD} again`;
+    await fillByLabel(page, { 'Current password': STRONG_PASSWORD, 'New password': next, 'Repeat the new password': next });
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByText('Your password was changed').waitFor();
+    await check('account-changed');
+  });
+
+  it('page not found', async () => {
+    await go('/no-such-page', 404);
+    await check('not-found');
+  });
+});
