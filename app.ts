@@ -12,7 +12,7 @@ import type { Database } from './models/database.js';
 import { projectRoot } from './paths.js';
 import { accountRoutes } from './routes/account.js';
 import { apiRoutes } from './routes/api.js';
-import { authRoutes } from './routes/auth.js';
+import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/pages.js';
 import { AuditLog } from './services/audit-log.js';
@@ -58,20 +58,29 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   app.set('views', path.join(projectRoot, 'views'));
   app.locals.appName = 'Token Bridge';
 
-  app.use(requestLogger(logger));
-  app.use(securityHeaders(config));
-  app.use(healthRoutes({ database }));
-  app.use('/static', express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
+  // Responses are no-store JSON or pages rendered per user: an ETag (a hash of every body) buys nothing.
+  app.set('etag', false);
 
-  // The API needs neither sessions nor body parsing: only a bearer token.
-  app.use('/api', apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users) }));
+  app.use(requestLogger(logger));
+  app.use(healthRoutes({ database }));
+
+  const jsonHeaders = apiSecurityHeaders(config);
+  const signedInSession = [sessionMiddleware(config.session, store), sessionLifetime(config.session), passport.session()];
+
+  // The API needs neither sessions, body parsing nor the headers that only matter to HTML
+  // documents: only a bearer token and the headers that matter to JSON.
+  app.use('/api', jsonHeaders, apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users) }));
+
+  // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
+  app.get('/auth/token', jsonHeaders, ...signedInSession, tokenRoute({ tokens, audit }));
+
+  app.use(securityHeaders(config));
+  app.use('/static', express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
 
   // Everything below is for browsers: bodies, session, Passport, CSRF.
   app.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 50 }));
   app.use(express.json({ limit: BODY_LIMIT }));
-  app.use(sessionMiddleware(config.session, store));
-  app.use(sessionLifetime(config.session));
-  app.use(passport.session());
+  app.use(...signedInSession);
   app.use(csrf.exposeToken);
   app.use((req, res, next) => {
     res.locals.currentUser = req.user ?? null;
@@ -79,12 +88,28 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   });
 
   app.use(pageRoutes({ tokens, audit }));
-  app.use('/auth', authRoutes({ config, users, tokens, passport, csrf, throttle, audit, sessions, tokenAccess }));
+  app.use('/auth', authRoutes({ config, users, passport, csrf, throttle, audit, sessions, tokenAccess }));
   app.use(accountRoutes({ config, users, sessions, tokenAccess, audit, csrf, throttle }));
 
   app.use(notFound);
   app.use(errorHandler);
   return app;
+}
+
+/** For JSON answers: no sniffing, no framing, no cross-origin reads, no referrer; HSTS in production. */
+function apiSecurityHeaders(config: Config) {
+  return helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] } },
+    strictTransportSecurity: config.isProduction ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    crossOriginOpenerPolicy: false,
+    originAgentCluster: false,
+    xDnsPrefetchControl: false,
+    xDownloadOptions: false,
+    xPermittedCrossDomainPolicies: false,
+    xXssProtection: false,
+  });
 }
 
 function securityHeaders(config: Config) {

@@ -23,9 +23,16 @@ export function requestLogger(logger: Logger): HttpLogger {
   return pinoHttp({
     logger,
     genReqId: () => randomUUID(),
+    // Our serializers get the raw objects: pino-std-serializers would first copy every
+    // header of every request, only for us to drop them.
+    wrapSerializers: false,
     serializers: {
-      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
-      res: (res: { statusCode: number }) => ({ status: res.statusCode }),
+      req: (req: IncomingMessage & { id: string; originalUrl?: string }) => ({
+        id: req.id,
+        method: req.method,
+        path: (req.originalUrl ?? req.url ?? '').split('?')[0],
+      }),
+      res: (res: ServerResponse) => ({ status: res.statusCode }),
     },
     customSuccessMessage: (req: IncomingMessage, res: ServerResponse, ms: number) => `${req.method} ${res.statusCode} ${Math.round(ms)}ms`,
     customErrorMessage: (req: IncomingMessage, res: ServerResponse) => `${req.method} ${res.statusCode} failed`,

@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type passportModule from 'passport';
 import type { Config } from '../config.js';
 import { ForbiddenError, NotSignedInError } from '../errors.js';
@@ -18,7 +18,6 @@ import { safeReturnTo } from './return-to.js';
 export interface AuthRouteDeps {
   config: Config;
   users: UserService;
-  tokens: TokenService;
   passport: passportModule.Authenticator;
   csrf: Csrf;
   throttle: Throttle;
@@ -27,12 +26,31 @@ export interface AuthRouteDeps {
   tokenAccess: TokenAccess;
 }
 
+/**
+ * `GET /auth/token`: mints a token for the signed-in session. Mounted by the
+ * app on a lean chain (session and Passport only: no body parsing, CSRF or
+ * page locals), ahead of the page routes.
+ */
+export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): RequestHandler {
+  const { tokens, audit } = deps;
+  return async function mintToken(req: Request, res: Response) {
+    // Defence in depth beside SameSite=Lax and CORP: no other site may even trigger a mint.
+    if (req.get('sec-fetch-site') === 'cross-site') throw new ForbiddenError('forbidden', 'Tokens are minted for this site only.');
+    const meta = req.session?.meta;
+    if (!req.user || !meta) throw new NotSignedInError();
+    const minted = tokens.mint(req.user, meta.id);
+    await audit.record('token_minted', auditActor(req, req.user), minted.claims.jti);
+    res.set('Cache-Control', 'no-store').set('Pragma', 'no-cache');
+    res.json({ token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn });
+  };
+}
+
 /** The one message for every failed sign-in, whether or not the name exists. */
 export const LOGIN_FAILED = 'Invalid username or password';
 
-/** Sign-in, registration, sign-out and token minting. */
+/** Sign-in, registration and sign-out. */
 export function authRoutes(deps: AuthRouteDeps): Router {
-  const { config, users, tokens, passport, csrf, throttle, audit, sessions, tokenAccess } = deps;
+  const { config, users, passport, csrf, throttle, audit, sessions, tokenAccess } = deps;
   const router = Router();
 
   router.get('/login', showLogin);
@@ -41,7 +59,6 @@ export function authRoutes(deps: AuthRouteDeps): Router {
   router.post('/register', csrf.protect, register);
   router.post('/logout', csrf.protect, logout);
   router.post('/logout-everywhere', csrf.protect, logoutEverywhere);
-  router.get('/token', mintToken);
 
   function showLogin(req: Request, res: Response) {
     if (req.user) return res.redirect(303, safeReturnTo(req.query.returnTo));
@@ -141,16 +158,6 @@ export function authRoutes(deps: AuthRouteDeps): Router {
     res.redirect(302, '/');
   }
 
-  async function mintToken(req: Request, res: Response) {
-    // Defence in depth beside SameSite=Lax and CORP: no other site may even trigger a mint.
-    if (req.get('sec-fetch-site') === 'cross-site') throw new ForbiddenError('forbidden', 'Tokens are minted for this site only.');
-    const meta = req.session?.meta;
-    if (!req.user || !meta) throw new NotSignedInError();
-    const minted = tokens.mint(req.user, meta.id);
-    await audit.record('token_minted', auditActor(req, req.user), minted.claims.jti);
-    res.set('Cache-Control', 'no-store').set('Pragma', 'no-cache');
-    res.json({ token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn });
-  }
 
   return router;
 }

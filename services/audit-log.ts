@@ -52,7 +52,14 @@ export class AuditLog {
         const rows = this.pending;
         this.pending = [];
         this.batch = null;
-        this.events.bulkCreate(rows).then(() => resolve(), reject);
+        // A plain multi-row INSERT: model instances for append-only rows are pure overhead.
+        this.events.sequelize!
+          .getQueryInterface()
+          .bulkInsert(
+            'audit_events',
+            rows.map((r) => ({ at: r.at, event: r.event, user_id: r.userId, username: r.username, ip: r.ip, user_agent: r.userAgent, detail: r.detail })),
+          )
+          .then(() => resolve(), reject);
       });
     });
     return this.batch;
