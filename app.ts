@@ -62,7 +62,6 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   app.set('etag', false);
 
   app.use(requestLogger(logger));
-  app.use(healthRoutes({ database }));
 
   const jsonHeaders = apiSecurityHeaders(config);
   const signedInSession = [sessionMiddleware(config.session, store), sessionLifetime(config.session), passport.session()];
@@ -74,6 +73,7 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...signedInSession, tokenRoute({ tokens, audit }));
 
+  app.use(healthRoutes({ database }));
   app.use(securityHeaders(config));
   app.use('/static', express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
 

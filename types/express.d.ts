@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { AccessTokenClaims } from '../services/tokens.js';
 import type { PublicUser } from '../services/users.js';
 
@@ -10,6 +11,8 @@ declare global {
     interface Request {
       /** Set by the bearer middleware on /api routes. */
       principal?: { user: PublicUser; claims: AccessTokenClaims };
+      /** The app's logger, set by the request logger. */
+      log?: Logger;
     }
   }
 }
