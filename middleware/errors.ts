@@ -53,8 +53,8 @@ export const notFound: RequestHandler = () => {
 export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
   if (res.headersSent) return next(err);
   const view = describeError(err);
-  // pino-http writes the request's one log line with this error and its stack.
-  if (view.status >= 500) res.err = err instanceof Error ? err : new Error(String(err));
+  // The request logger writes the request's one log line with this error and its stack.
+  if (view.status >= 500) res.locals.error = err instanceof Error ? err : new Error(String(err));
   res.set(view.headers);
   res.set('Cache-Control', 'no-store');
   res.status(view.status);
