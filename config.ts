@@ -12,6 +12,12 @@ export interface Config {
   readonly isProduction: boolean;
   readonly port: number;
   readonly databaseUrl: string;
+  /** Most connections one process keeps to PostgreSQL (ignored for SQLite). */
+  readonly databasePoolMax: number;
+  /** How long a query waits for a pooled PostgreSQL connection before failing (503). */
+  readonly databaseAcquireTimeoutMs: number;
+  /** Worker processes `server.ts` forks with node:cluster (1 = no cluster, serve in this process). */
+  readonly webConcurrency: number;
   readonly logLevel: LogLevel;
   readonly trustProxy: boolean | number | string;
   readonly jwt: {
@@ -83,6 +89,17 @@ const schema = z.object({
     .string()
     .default('sqlite:data/app.sqlite')
     .refine(isSupportedDatabaseUrl, 'must be sqlite:PATH, sqlite::memory: or postgres://user@host/db'),
+  DB_POOL_MAX: z
+    .string()
+    .default('10')
+    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, 'must be a whole number from 1 to 1000')
+    .transform(Number),
+  DB_ACQUIRE_TIMEOUT: duration('DB_ACQUIRE_TIMEOUT', '5s'),
+  WEB_CONCURRENCY: z
+    .string()
+    .default('1')
+    .refine((v) => /^\d{1,3}$/.test(v) && Number(v) >= 1 && Number(v) <= 64, 'must be a whole number from 1 to 64')
+    .transform(Number),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TRUST_PROXY: z
     .string()
@@ -180,6 +197,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const sessionSecrets = e.SESSION_SECRET.split(',').map((s) => s.trim()).filter(Boolean);
   if (sessionSecrets.length === 0) throw new ConfigError('SESSION_SECRET', 'must list at least one secret');
   for (const secret of sessionSecrets) checkSecret('SESSION_SECRET', secret, production);
+  if (e.WEB_CONCURRENCY > 1 && e.DATABASE_URL === 'sqlite::memory:') {
+    throw new ConfigError('WEB_CONCURRENCY', 'must be 1 with sqlite::memory: (each worker would get its own empty database)');
+  }
   if (e.SESSION_ABSOLUTE_TIMEOUT < e.SESSION_IDLE_TIMEOUT) {
     throw new ConfigError('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
   }
@@ -189,6 +209,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     isProduction: production,
     port: e.PORT,
     databaseUrl: e.DATABASE_URL,
+    databasePoolMax: e.DB_POOL_MAX,
+    databaseAcquireTimeoutMs: e.DB_ACQUIRE_TIMEOUT,
+    webConcurrency: e.WEB_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
     trustProxy: e.TRUST_PROXY,
     jwt: Object.freeze({

@@ -1,15 +1,21 @@
+import cluster, { type Worker } from 'node:cluster';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import { ConfigError, ensureEnvFile, envFilePath, loadConfig, readEnvironment, type Config } from './config.js';
 import { migrateUp } from './migrations/runner.js';
 import { createLogger } from './middleware/request-log.js';
-import { openDatabase } from './models/database.js';
+import { openDatabase, type Database } from './models/database.js';
 
 /** Headers may hold a large (rejected with 401) bearer token; Node's default 16 KiB would answer 431. */
 const MAX_HEADER_BYTES = 96 * 1024;
 /** How long SIGTERM waits for in-flight requests before closing anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
+/** A worker that dies is replaced after this pause; more than CRASH_LIMIT deaths in CRASH_WINDOW_MS stop the cluster. */
+const RESPAWN_DELAY_MS = 500;
+const CRASH_LIMIT = 5;
+const CRASH_WINDOW_MS = 60_000;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
@@ -19,7 +25,8 @@ function fail(message: string): never {
 async function main(): Promise<void> {
   let config: Config;
   try {
-    if (ensureEnvFile()) process.stderr.write(`created ${envFilePath} with fresh random secrets\n`);
+    // Workers read the .env their primary created (or found).
+    if (cluster.isPrimary && ensureEnvFile()) process.stderr.write(`created ${envFilePath} with fresh random secrets\n`);
     config = loadConfig(readEnvironment());
   } catch (err) {
     if (err instanceof ConfigError) fail(`config error: ${err.message}`);
@@ -27,14 +34,93 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
 
-  let database;
+  if (cluster.isWorker) return serve(config, logger.child({ worker: cluster.worker!.id, pid: process.pid }), false);
+  if (config.webConcurrency > 1) return runPrimary(config, logger);
+  return serve(config, logger, true);
+}
+
+/** Opens the database and, in the primary or a single process, applies pending migrations. */
+async function openMigrated(config: Config, logger: Logger, migrate: boolean): Promise<Database> {
+  let database: Database | undefined;
   try {
-    database = await openDatabase(config.databaseUrl);
-    const applied = await migrateUp(database);
-    if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    database = await openDatabase(config.databaseUrl, { poolMax: config.databasePoolMax, acquireTimeoutMs: config.databaseAcquireTimeoutMs });
+    if (migrate) {
+      const applied = await migrateUp(database);
+      if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    }
+    return database;
   } catch (err) {
+    await database?.close().catch(() => undefined);
     fail(`database error: ${(err as Error).message}`);
   }
+}
+
+/**
+ * `WEB_CONCURRENCY` > 1: this process only migrates, forks the workers (which
+ * share the listening port through node:cluster), replaces a worker that dies,
+ * and on SIGTERM/SIGINT stops them all gracefully and exits 0.
+ */
+async function runPrimary(config: Config, logger: Logger): Promise<void> {
+  const database = await openMigrated(config, logger, true);
+  await database.close();
+
+  let stopping = false;
+  let exitCode = 0;
+  const crashes: number[] = [];
+  // Our own list: cluster.workers may still hold a worker whose 'exit' came before its 'disconnect'.
+  const live = new Set<Worker>();
+  const fork = () => live.add(cluster.fork());
+
+  cluster.on('exit', (worker: Worker, code: number | null, signal: string | null) => {
+    live.delete(worker);
+    if (stopping) {
+      if (live.size === 0) {
+        logger.info('stopped');
+        process.exit(exitCode);
+      }
+      return;
+    }
+    logger.error({ worker: worker.id, pid: worker.process.pid, code, signal }, 'worker exited unexpectedly');
+    const now = Date.now();
+    crashes.push(now);
+    while (crashes.length > 0 && crashes[0]! < now - CRASH_WINDOW_MS) crashes.shift();
+    if (crashes.length > CRASH_LIMIT) {
+      logger.fatal({ crashes: crashes.length }, 'workers keep dying: stopping');
+      stop('crash loop', 1);
+      return;
+    }
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, RESPAWN_DELAY_MS).unref();
+  });
+
+  const stop = (reason: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    logger.info({ signal: reason }, 'shutting down');
+    if (live.size === 0) {
+      logger.info('stopped');
+      process.exit(exitCode);
+    }
+    // Each worker finishes its in-flight requests and closes its database (see serve()).
+    for (const worker of live) worker.process.kill('SIGTERM');
+    setTimeout(() => {
+      logger.warn('grace period over: killing remaining workers');
+      for (const worker of live) worker.process.kill('SIGKILL');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS + 5_000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  logger.info({ workers: config.webConcurrency, pid: process.pid }, 'starting workers');
+  for (let i = 0; i < config.webConcurrency; i += 1) fork();
+}
+
+/** One HTTP server: the whole app in a single process, or one cluster worker. */
+async function serve(config: Config, logger: Logger, migrate: boolean): Promise<void> {
+  const database = await openMigrated(config, logger, migrate);
 
   const app = createApp({ config, database, logger });
   const server: Server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);

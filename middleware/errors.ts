@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
-import { ConnectionError, TimeoutError } from 'sequelize';
 import { AppError, NotFoundError } from '../errors.js';
+import { isDatabaseUnavailable } from '../models/database.js';
 
 interface ErrorView {
   status: number;
@@ -14,7 +14,7 @@ const GENERIC: ErrorView = { status: 500, code: 'internal_error', message: 'Some
 /** Maps anything thrown to what the client may see. Unknown errors never leak their message. */
 export function describeError(err: unknown): ErrorView {
   if (err instanceof AppError) return { status: err.status, code: err.code, message: err.message, headers: err.headers };
-  if (err instanceof ConnectionError || err instanceof TimeoutError || isSqliteBusy(err)) {
+  if (isDatabaseUnavailable(err)) {
     return { status: 503, code: 'service_unavailable', message: 'The service is briefly unavailable. Try again shortly.', headers: { 'Retry-After': '5' } };
   }
   const e = err as { status?: unknown; expose?: unknown; type?: unknown; code?: unknown } | null;
@@ -32,11 +32,6 @@ export function describeError(err: unknown): ErrorView {
   return GENERIC;
 }
 
-function isSqliteBusy(err: unknown): boolean {
-  const code = (err as { parent?: { code?: unknown } } | null)?.parent?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
-}
-
 /** JSON for API clients and the token endpoint; HTML pages for browsers. */
 export function wantsJson(req: Request): boolean {
   // Express matches mounts and routes case-insensitively, so /API/me is an API request too.
@@ -50,8 +45,14 @@ export const notFound: RequestHandler = () => {
 };
 
 /** The single error handler, mounted last. */
-export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
-  if (res.headersSent) return next(err);
+export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  if (res.headersSent) {
+    // E.g. the session store failed to save after the page went out. Express's own handler would
+    // print the whole error (SQL and bind parameters included) to stderr: log one line instead.
+    req.log?.error({ err: { type: (err as Error)?.name, message: (err as Error)?.message } }, 'failed after the response was sent');
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
   const view = describeError(err);
   // The request logger writes the request's one log line with this error and its stack.
   if (view.status >= 500) res.locals.error = err instanceof Error ? err : new Error(String(err));

@@ -10,7 +10,8 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     level,
     base: { app: 'token-bridge' },
     // Belt and braces: the request line never includes these, and nothing else may either.
-    redact: { paths: ['password', '*.password', 'token', '*.token', 'headers.authorization', 'headers.cookie', '*.headers.cookie', '*.headers.authorization'], censor: '[redacted]' },
+    // A Sequelize error carries its SQL and bind parameters (session ids, session data): never logged.
+    redact: { paths: ['password', '*.password', 'token', '*.token', 'headers.authorization', 'headers.cookie', '*.headers.cookie', '*.headers.authorization', 'err.sql', 'err.parameters', 'err.parent', 'err.original'], censor: '[redacted]' },
   };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -96,7 +96,8 @@ export function sessionMiddleware(settings: Config['session'], store: session.St
     resave: false,
     saveUninitialized: false,
     rolling: false,
-    unset: 'destroy',
+    // 'keep': with 'destroy', a failed store read (database briefly down) leaves req.session unset and the session is deleted.
+    unset: 'keep',
     cookie: {
       httpOnly: true,
       sameSite: 'lax',

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Sequelize, type Options } from 'sequelize';
+import { ConnectionError, Sequelize, TimeoutError, Transaction, type Options } from 'sequelize';
 import { projectRoot } from '../paths.js';
 import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
@@ -7,6 +7,8 @@ import { defineSessionRevocation, type SessionRevocationModel } from './session-
 import { defineUser, type UserModel } from './user.js';
 
 export interface Database {
+  /** The `DATABASE_URL` this was opened with (a secret when it holds a password: never log it). */
+  readonly url: string;
   readonly sequelize: Sequelize;
   readonly users: UserModel;
   readonly sessions: SessionModel;
@@ -20,6 +22,15 @@ export interface Database {
 
 /** How long a SQLite writer waits for another's lock before failing with SQLITE_BUSY. */
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+/** Default most connections per process to PostgreSQL (`DB_POOL_MAX`). */
+export const DEFAULT_POOL_MAX = 10;
+/**
+ * Default of how long a request waits for a free pooled PostgreSQL connection
+ * (`DB_ACQUIRE_TIMEOUT`), and how long opening one may take, before it fails
+ * (503) instead of hanging: the Sequelize default is 60 s.
+ */
+export const POOL_ACQUIRE_TIMEOUT_MS = 5_000;
+export const CONNECT_TIMEOUT_MS = 5_000;
 
 interface SqliteHandle {
   configure(option: 'busyTimeout', ms: number): void;
@@ -30,23 +41,37 @@ interface SqliteHandle {
  * Opens (but does not migrate) the database named by a `DATABASE_URL`.
  * Relative SQLite paths are resolved against the project folder.
  */
-export async function openDatabase(url: string, options: { poolMax?: number } = {}): Promise<Database> {
+export async function openDatabase(url: string, options: { poolMax?: number; acquireTimeoutMs?: number } = {}): Promise<Database> {
   const common: Options = { logging: false, define: { underscored: true } };
   let sequelize: Sequelize;
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length);
     const storage = file === ':memory:' ? ':memory:' : path.resolve(projectRoot, file);
-    sequelize = new Sequelize({ ...common, dialect: 'sqlite', storage });
+    // IMMEDIATE: a transaction takes the write lock when it begins, so a read-then-write
+    // transaction waits its turn (busy timeout) instead of failing at once with
+    // SQLITE_BUSY when another process wrote in between (WAL snapshot conflict).
+    sequelize = new Sequelize({ ...common, dialect: 'sqlite', storage, transactionType: Transaction.TYPES.IMMEDIATE });
     configureSqliteConnections(sequelize, storage === ':memory:');
   } else {
-    sequelize = new Sequelize(url, { ...common, dialect: 'postgres', pool: { max: options.poolMax ?? 10 } });
+    sequelize = new Sequelize(url, {
+      ...common,
+      dialect: 'postgres',
+      pool: { max: options.poolMax ?? DEFAULT_POOL_MAX, min: 0, acquire: options.acquireTimeoutMs ?? POOL_ACQUIRE_TIMEOUT_MS, idle: 10_000, evict: 1_000 },
+      dialectOptions: { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, application_name: 'token-bridge' },
+    });
   }
-  await sequelize.authenticate();
+  try {
+    await sequelize.authenticate();
+  } catch (err) {
+    await sequelize.close().catch(() => undefined);
+    throw err;
+  }
   const users = defineUser(sequelize);
   const sessions = defineSession(sequelize);
   const auditEvents = defineAuditEvent(sequelize);
   const sessionRevocations = defineSessionRevocation(sequelize);
   return {
+    url,
     sequelize,
     users,
     sessions,
@@ -68,6 +93,29 @@ export async function openDatabase(url: string, options: { poolMax?: number } = 
     },
     close: () => sequelize.close(),
   };
+}
+
+/** PostgreSQL error classes that mean "the server is not there right now", not "this query is wrong". */
+const PG_UNAVAILABLE = /^(08|57P0[1-3]|53300|53400)/; // connection exception, shutdown, cannot connect now, too many connections
+const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|not queryable|Client was closed|connection manager was closed|pool is draining|Connection timed out/i;
+
+/**
+ * True when an error means the database is briefly unreachable or busy (answer
+ * 503 and let the client retry), rather than a bug (500): Sequelize's
+ * connection and pool-acquire errors, SQLite lock timeouts, and PostgreSQL
+ * connections cut under a running query (server restart, `pg_terminate_backend`,
+ * network loss), which Sequelize reports as plain DatabaseErrors.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (err instanceof ConnectionError || err instanceof TimeoutError) return true;
+  if (!err || typeof err !== 'object') return false;
+  const cause = ((err as { parent?: unknown }).parent ?? err) as { code?: unknown; message?: unknown };
+  const code = typeof cause.code === 'string' ? cause.code : '';
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return true;
+  if (PG_UNAVAILABLE.test(code) || NETWORK_CODES.has(code)) return true;
+  return typeof cause.message === 'string' && UNAVAILABLE_MESSAGES.test(cause.message);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { RateLimiterRes, type IRateLimiterStoreOptions, type RateLimiterStoreAbstract as StoreAbstract } from 'rate-limiter-flexible';
 import { QueryTypes, type Sequelize } from 'sequelize';
@@ -25,6 +26,12 @@ export class SequelizeRateLimiter extends RateLimiterStoreAbstract {
     const { sequelize, ...rest } = opts;
     super({ ...rest, storeClient: sequelize });
     this.sequelize = sequelize;
+  }
+
+  /** rl_key is VARCHAR(255), enforced by PostgreSQL: a longer key (a 10,000-character typed name) is stored by its hash. */
+  override getKey(key: string | number): string {
+    const full = super.getKey(key);
+    return full.length <= 200 ? full : `${this.keyPrefix}:sha256:${createHash('sha256').update(full).digest('hex')}`;
   }
 
   protected _getRateLimiterRes(_rlKey: string, changedPoints: number, row: CounterRow): RateLimiterRes {

@@ -10,6 +10,7 @@ import { loadConfig, type Config } from '../../config.js';
 import { migrateUp } from '../../migrations/runner.js';
 import { openDatabase, type Database } from '../../models/database.js';
 import { projectRoot } from '../../paths.js';
+import { createTestDatabase, testDatabaseUrl } from './postgres.js';
 
 /** The settings in `.env.test`, overridable per test. The process environment is not read. */
 export function testConfig(overrides: Record<string, string> = {}): Config {
@@ -28,19 +29,53 @@ export interface TestApp {
 
 /**
  * A real app on a freshly migrated database: SQLite in memory by default, a
- * file when `databaseUrl` says so.
+ * file when `databaseUrl` says so. With `TEST_DATABASE_URL` set (and no
+ * `databaseUrl`), a new PostgreSQL database of its own, dropped by `close()`.
  */
 export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string } = {}): Promise<TestApp> {
-  const config = testConfig({ ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}), ...options.env });
-  const database = await openDatabase(config.databaseUrl);
-  await migrateUp(database);
+  const pg = !options.databaseUrl && !options.env?.DATABASE_URL && testDatabaseUrl ? await createTestDatabase() : undefined;
+  const databaseUrl = options.databaseUrl ?? pg?.url;
+  const config = testConfig({ ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}), ...options.env });
+  let database: Database;
+  try {
+    database = await openDatabase(config.databaseUrl, { poolMax: config.databasePoolMax, acquireTimeoutMs: config.databaseAcquireTimeoutMs });
+    await migrateUp(database).catch(async (err: unknown) => {
+      await database.close();
+      throw err;
+    });
+  } catch (err) {
+    await pg?.drop();
+    throw err;
+  }
   const app = createApp({ config, database, logger: pino({ level: 'silent' }) });
   const server = createServer({ maxHeaderSize: 96 * 1024 }, app);
-  return { app, server, database, config, close: () => database.close() };
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      try {
+        await database.close();
+      } finally {
+        await pg?.drop();
+      }
+    })());
+  return { app, server, database, config, close };
 }
 
 /** A temporary folder holding a SQLite file; removed by `cleanup`. */
 export function tempSqliteUrl(): { url: string; cleanup(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'tb-test-'));
   return { url: `sqlite:${path.join(dir, 'app.sqlite')}`, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * An empty database for server processes or tools: a new PostgreSQL database
+ * when `TEST_DATABASE_URL` is set, else a SQLite file in a temp folder.
+ */
+export async function freshDatabase(): Promise<{ url: string; dialect: 'postgres' | 'sqlite'; name?: string; cleanup(): Promise<void> }> {
+  if (testDatabaseUrl) {
+    const pg = await createTestDatabase();
+    return { url: pg.url, dialect: 'postgres', name: pg.name, cleanup: () => pg.drop() };
+  }
+  const file = tempSqliteUrl();
+  return { url: file.url, dialect: 'sqlite', cleanup: async () => file.cleanup() };
 }

@@ -1,0 +1,131 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { csrfFrom, STRONG_PASSWORD } from './browser.js';
+import { randomSecret, startServer, tempDir, type ServerProcess } from './process.js';
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+
+/**
+ * A browser without JavaScript that talks to any base URL with one cookie
+ * jar: sign in on one instance, use the same cookie on another (they share
+ * the database and the session secret). Redirects are not followed.
+ */
+export class RemoteBrowser {
+  private readonly cookies = new Map<string, string>();
+
+  async request(url: string, init: RequestInit = {}): Promise<Reply> {
+    const headers = new Headers(init.headers);
+    if (this.cookies.size > 0) headers.set('Cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    const res = await fetch(url, { ...init, headers, redirect: 'manual', signal: init.signal ?? AbortSignal.timeout(20_000) });
+    for (const line of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(';');
+      const eq = pair!.indexOf('=');
+      const name = pair!.slice(0, eq).trim();
+      const value = pair!.slice(eq + 1).trim();
+      const expired = attrs.some((a) => /^\s*expires=/i.test(a) && new Date(a.split('=')[1]!).getTime() < Date.now());
+      if (value === '' || expired) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return { status: res.status, headers: res.headers, text: await res.text() };
+  }
+
+  /** Another browser holding a copy of this one's cookies (a stolen cookie). */
+  clone(): RemoteBrowser {
+    const copy = new RemoteBrowser();
+    for (const [k, v] of this.cookies) copy.cookies.set(k, v);
+    return copy;
+  }
+
+  get(url: string): Promise<Reply> {
+    return this.request(url);
+  }
+
+  postForm(url: string, form: Record<string, string>): Promise<Reply> {
+    return this.request(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(form).toString(),
+    });
+  }
+
+  /** GETs a page with a form and returns its `_csrf` value. */
+  async csrf(url: string): Promise<string> {
+    const page = await this.get(url);
+    if (page.status !== 200) throw new Error(`GET ${url}: ${page.status}`);
+    return csrfFrom(page.text);
+  }
+
+  async register(base: string, username: string, password = STRONG_PASSWORD): Promise<Reply> {
+    const _csrf = await this.csrf(`${base}/auth/register`);
+    return this.postForm(`${base}/auth/register`, { _csrf, username, password, confirmPassword: password });
+  }
+
+  async login(base: string, username: string, password = STRONG_PASSWORD): Promise<Reply> {
+    const _csrf = await this.csrf(`${base}/auth/login`);
+    return this.postForm(`${base}/auth/login`, { _csrf, username, password });
+  }
+
+  async logout(base: string): Promise<Reply> {
+    const _csrf = await this.csrf(`${base}/`);
+    return this.postForm(`${base}/auth/logout`, { _csrf });
+  }
+
+  /** Mints a token (GET /auth/token) and returns it; throws unless 200. */
+  async token(base: string): Promise<string> {
+    const res = await this.get(`${base}/auth/token`);
+    if (res.status !== 200) throw new Error(`GET ${base}/auth/token: ${res.status} ${res.text.slice(0, 200)}`);
+    return (JSON.parse(res.text) as { token: string }).token;
+  }
+}
+
+/** GET with a bearer token; never throws on a status. */
+export async function callApi(base: string, token: string, apiPath = '/api/me'): Promise<Reply> {
+  const res = await fetch(`${base}${apiPath}`, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(20_000) });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** Polls `probe` every `everyMs` until it returns true; resolves with the elapsed ms, rejects after `withinMs`. */
+export async function waitUntil(probe: () => Promise<boolean>, withinMs: number, everyMs = 100): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await probe()) return Date.now() - start;
+    if (Date.now() - start > withinMs) throw new Error(`condition not met within ${withinMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface Instances {
+  servers: ServerProcess[];
+  /** Every instance's temp folder (its `.env`). */
+  dirs: Array<ReturnType<typeof tempDir>>;
+  stopAll(): Promise<void>;
+}
+
+/**
+ * Starts `count` real server processes at once on one database, with shared
+ * signing secrets and each its own `.env` in a temp folder.
+ */
+export async function startInstances(count: number, env: Record<string, string>): Promise<Instances> {
+  const shared = { JWT_SECRET_KEY: randomSecret(), SESSION_SECRET: randomSecret() };
+  const dirs = Array.from({ length: count }, () => tempDir());
+  const starting = dirs.map((tmp) => {
+    writeFileSync(path.join(tmp.dir, '.env'), '');
+    return startServer({ ENV_FILE: path.join(tmp.dir, '.env'), ...shared, ...env });
+  });
+  const settled = await Promise.allSettled(starting);
+  const servers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const stopAll = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    for (const tmp of dirs) tmp.cleanup();
+  };
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await stopAll();
+    throw failed.reason;
+  }
+  return { servers, dirs, stopAll };
+}
