@@ -17,15 +17,23 @@ export interface AuditEntry {
   detail: string | null;
 }
 
+/**
+ * How long the first event of a batch waits for company. In quick benchmark
+ * runs 5 ms raised token mints per second by about half over batching per
+ * event-loop turn, for at most 5 ms more on a request that writes an event.
+ */
+export const BATCH_WINDOW_MS = 5;
+
 type AuditRecord = Omit<InferCreationAttributes<AuditEventRow>, 'id'>;
 
 /**
  * Append-only record of authentication events, pruned after a retention period.
  *
- * Writes are group-committed: every event recorded during one turn of the
- * event loop goes to the database in one INSERT, and each `record` call
- * resolves only once its row is stored. Under load this turns one write per
- * request into one write per batch without making any event asynchronous.
+ * Writes are group-committed: every event recorded within
+ * {@link BATCH_WINDOW_MS} goes to the database in one INSERT, and each
+ * `record` call resolves only once its row is stored. Under load this turns
+ * one write per request into one write per batch without making any event
+ * asynchronous.
  */
 export class AuditLog {
   private pending: AuditRecord[] = [];
@@ -48,7 +56,7 @@ export class AuditLog {
       detail: detail?.slice(0, 512) ?? null,
     });
     this.batch ??= new Promise<void>((resolve, reject) => {
-      setImmediate(() => {
+      setTimeout(() => {
         const rows = this.pending;
         this.pending = [];
         this.batch = null;
@@ -60,7 +68,7 @@ export class AuditLog {
             rows.map((r) => ({ at: r.at, event: r.event, user_id: r.userId, username: r.username, ip: r.ip, user_agent: r.userAgent, detail: r.detail })),
           )
           .then(() => resolve(), reject);
-      });
+      }, BATCH_WINDOW_MS);
     });
     return this.batch;
   }
