@@ -354,6 +354,8 @@ async function main(): Promise<number> {
           JWT_SECRET_KEY: secret(),
           SESSION_SECRET: secret(),
           TRUST_PROXY: 'loopback',
+          // To measure the cost of the revocation check: BENCH_REVOCATION_CACHE_TTL=0 turns its cache off.
+          ...(process.env.BENCH_REVOCATION_CACHE_TTL ? { REVOCATION_CACHE_TTL: process.env.BENCH_REVOCATION_CACHE_TTL } : {}),
         },
         port,
         readyPath: '/readyz',
