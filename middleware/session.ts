@@ -142,9 +142,14 @@ export function signIn(req: Request, user: PublicUser, now: () => number = Date.
         ip: req.ip ?? null,
         userAgent: req.get('user-agent')?.slice(0, 512) ?? null,
       };
-      req.session.save((saveErr) => (saveErr ? reject(saveErr) : resolve()));
+      saveSession(req).then(resolve, reject);
     });
   });
+}
+
+/** Saves the session now (before a redirect, so the next request sees it). */
+export function saveSession(req: Request): Promise<void> {
+  return new Promise((resolve, reject) => req.session.save((err) => (err ? reject(err) : resolve())));
 }
 
 /** Destroys the session in the store and tells the browser to drop the cookie. */

@@ -1,7 +1,7 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { NotFoundError } from '../errors.js';
 import type { Csrf } from '../middleware/csrf.js';
-import { destroySession, signIn } from '../middleware/session.js';
+import { destroySession, saveSession, signIn } from '../middleware/session.js';
 import type { Config } from '../config.js';
 import type { AuditLog } from '../services/audit-log.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.js';
@@ -11,7 +11,7 @@ import type { TokenAccess } from '../services/token-access.js';
 import { usernameKey, type PasswordChangeErrors, type UserService } from '../services/users.js';
 import { textField } from './form.js';
 import { requireSignedInPage } from './pages.js';
-import { auditActor } from './audit-actor.js';
+import { auditActor, clientAddress } from './audit-actor.js';
 
 export interface AccountRouteDeps {
   config: Config;
@@ -62,7 +62,7 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
     const confirmPassword = textField(req.body, 'confirmPassword');
     // A stolen session must not become a free password-guessing oracle: the current
     // password is counted exactly like a sign-in attempt on this account.
-    const verdict = await throttle.beginLogin(usernameKey(user.username), req.ip ?? 'unknown');
+    const verdict = await throttle.beginLogin(usernameKey(user.username), clientAddress(req));
     if (!verdict.allowed) {
       await audit.record('throttled', auditActor(req, user), 'password change');
       res.set('Retry-After', String(verdict.retryAfterSeconds));
@@ -108,8 +108,4 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
 function requireSignedInForm(req: Request, res: Response, next: NextFunction): void {
   if (req.user && req.session?.meta) return next();
   res.redirect(303, '/auth/login?returnTo=%2Faccount');
-}
-
-function saveSession(req: Request): Promise<void> {
-  return new Promise((resolve, reject) => req.session.save((err) => (err ? reject(err) : resolve())));
 }

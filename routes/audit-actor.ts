@@ -10,3 +10,8 @@ export function auditActor(req: Request, user?: { id: number; username: string }
     userAgent: req.get('user-agent') ?? null,
   };
 }
+
+/** The address throttling counts: Express's `req.ip`, which honours TRUST_PROXY. */
+export function clientAddress(req: Request): string {
+  return req.ip ?? req.socket.remoteAddress ?? 'unknown';
+}

@@ -11,7 +11,7 @@ import type { SessionService } from '../services/sessions.js';
 import type { Throttle, ThrottleVerdict } from '../services/throttle.js';
 import type { TokenAccess } from '../services/token-access.js';
 import { usernameKey, type FieldErrors, type PublicUser, type UserService } from '../services/users.js';
-import { auditActor } from './audit-actor.js';
+import { auditActor, clientAddress } from './audit-actor.js';
 import { textField } from './form.js';
 import { safeReturnTo } from './return-to.js';
 
@@ -164,11 +164,6 @@ export function authRoutes(deps: AuthRouteDeps): Router {
 
 function renderLogin(res: Response, status: number, view: { returnTo: string; username: string; error: string | null }) {
   res.status(status).render('login', { title: 'Sign in', ...view });
-}
-
-/** The address throttling counts: Express's `req.ip`, which honours TRUST_PROXY. */
-function clientAddress(req: Request): string {
-  return req.ip ?? req.socket.remoteAddress ?? 'unknown';
 }
 
 function setRetryAfter(res: Response, verdict: ThrottleVerdict) {
