@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import connectSessionSequelize from 'connect-session-sequelize';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import session, { type SessionData } from 'express-session';
-import { QueryTypes } from 'sequelize';
 import type { Config } from '../config.js';
 import type { Database } from '../models/database.js';
 import { SESSION_MODEL_NAME } from '../models/session.js';
@@ -48,18 +47,14 @@ export function createSessionStore(database: Database): session.Store {
   };
 
   // Reads are on every signed-in page and token request: one plain SELECT of the
-  // data column instead of the library's model lookup. Unlike the library, an
+  // data column (Database.readSessionData) instead of the library's model lookup. Unlike the library, an
   // expired row is never returned (its periodic sweep may not have run yet).
   store.get = (sid, callback) => {
-    database.sequelize
-      .query<{ data: string }>('SELECT data FROM sessions WHERE sid = :sid', {
-        replacements: { sid },
-        type: QueryTypes.SELECT,
-      })
-      .then((rows) => {
-        const row = rows[0];
-        if (!row) return callback(null, null);
-        const data = JSON.parse(row.data) as StoredSession;
+    database
+      .readSessionData(sid)
+      .then((stored) => {
+        if (stored === null) return callback(null, null);
+        const data = JSON.parse(stored) as StoredSession;
         const expires = data.cookie?.expires;
         if (expires && new Date(expires).getTime() <= Date.now()) {
           return store.destroy(sid, (destroyErr) => callback(destroyErr, null));

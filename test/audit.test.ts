@@ -4,7 +4,7 @@ import { QueryTypes } from 'sequelize';
 import { migrateUp } from '../migrations/runner.js';
 import type { AuditEventRow } from '../models/audit-event.js';
 import { openDatabase, type Database } from '../models/database.js';
-import { AuditLog } from '../services/audit-log.js';
+import { AuditLog, MAX_BATCH_ROWS } from '../services/audit-log.js';
 import { startMaintenance } from '../services/maintenance.js';
 import { startTestApp, tempSqliteUrl, testConfig, type TestApp } from './helpers/app.js';
 import { browser, csrfFrom, formToken, loginUser, sessionCookie, STRONG_PASSWORD, uniqueName, type Agent } from './helpers/browser.js';
@@ -321,5 +321,68 @@ describe('AuditLog retention', () => {
       stop();
     }
     expect((await db.auditEvents.findAll()).map((r) => r.username)).to.deep.equal(['recent']);
+  });
+});
+
+describe('AuditLog group commit', () => {
+  let db: Database;
+  let inserts: number;
+  beforeEach(async () => {
+    db = await openDatabase('sqlite::memory:');
+    await migrateUp(db);
+    inserts = 0;
+    // The SQL is known once the query has run.
+    db.sequelize.addHook('afterQuery', (_options, query) => {
+      if (/^\s*INSERT INTO [`"]?audit_events/i.test((query as { sql?: string }).sql ?? '')) inserts += 1;
+    });
+  });
+  afterEach(() => db.close());
+
+  it('writes events recorded together in one INSERT, and each record resolves only once its row is stored', async () => {
+    const log = new AuditLog(db.auditEvents);
+    const stored: number[] = [];
+    const writes = Array.from({ length: 30 }, (_, i) =>
+      log.record('token_minted', { username: `burst${i}` }, `jti-${i}`).then(async () => {
+        stored.push(await db.auditEvents.count({ where: { detail: `jti-${i}` } }));
+      }),
+    );
+    await Promise.all(writes);
+    expect(stored).to.have.length(30);
+    expect(stored.every((n) => n === 1), 'every row readable when its record() resolved').to.equal(true);
+    expect(inserts).to.equal(1);
+  });
+
+  it('events recorded while a write is in flight go together in the next one', async () => {
+    const log = new AuditLog(db.auditEvents);
+    const first = log.record('signed_in', { username: 'first' });
+    await new Promise((r) => setImmediate(r)); // the first write has started
+    const rest = Array.from({ length: 10 }, (_, i) => log.record('signed_in', { username: `waiting${i}` }));
+    await Promise.all([first, ...rest]);
+    expect(inserts).to.equal(2);
+    expect(await db.auditEvents.count()).to.equal(11);
+  });
+
+  it('splits a long queue into INSERTs of at most MAX_BATCH_ROWS rows', async () => {
+    const log = new AuditLog(db.auditEvents);
+    const total = MAX_BATCH_ROWS * 2 + 1;
+    await Promise.all(Array.from({ length: total }, (_, i) => log.record('signed_in', { username: `many${i}` })));
+    expect(inserts).to.equal(3);
+    expect(await db.auditEvents.count()).to.equal(total);
+  });
+
+  it('a failed write rejects the records of its batch only; the next batch is written', async () => {
+    const log = new AuditLog(db.auditEvents);
+    let failNext = true;
+    db.sequelize.addHook('beforeQuery', (options) => {
+      // The only INSERTs in this database after migrating are the audit log's.
+      if (failNext && (options as { type?: string }).type === QueryTypes.INSERT) {
+        failNext = false;
+        throw new Error('disk full (simulated)');
+      }
+    });
+    const failed = await Promise.allSettled([log.record('signed_in', { username: 'lost1' }), log.record('signed_in', { username: 'lost2' })]);
+    expect(failed.map((r) => r.status)).to.deep.equal(['rejected', 'rejected']);
+    await log.record('signed_in', { username: 'kept' });
+    expect((await db.auditEvents.findAll()).map((r) => r.username)).to.deep.equal(['kept']);
   });
 });
