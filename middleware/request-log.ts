@@ -29,29 +29,27 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 export function requestLogger(logger: Logger): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const start = performance.now();
-    const id = randomUUID();
     req.log = logger;
-    let logged = false;
-    const done = () => {
-      if (logged) return;
-      logged = true;
+    // A response emits 'close' once, after 'finish' or when the client went away first.
+    res.on('close', () => {
+      const err: unknown = res.locals.error;
+      const failed = Boolean(err) || res.statusCode >= 500;
+      // Below `info`, a successful request costs one listener and nothing else.
+      if (!failed && !logger.isLevelEnabled('info')) return;
       const responseTime = Math.round(performance.now() - start);
       const line = {
-        req: { id, method: req.method, path: (req.originalUrl || req.url).split('?')[0] },
+        req: { id: randomUUID(), method: req.method, path: (req.originalUrl || req.url).split('?')[0] },
         res: { status: res.statusCode },
         responseTime,
       };
-      const err: unknown = res.locals.error;
-      if (err || res.statusCode >= 500) {
+      if (failed) {
         logger.error({ ...line, err: err ?? new Error(`failed with status code ${res.statusCode}`) }, `${req.method} ${res.statusCode} failed`);
       } else if (!res.writableFinished) {
         logger.info(line, `${req.method} ${res.statusCode} aborted by the client after ${responseTime}ms`);
       } else {
         logger.info(line, `${req.method} ${res.statusCode} ${responseTime}ms`);
       }
-    };
-    res.once('finish', done);
-    res.once('close', done);
+    });
     next();
   };
 }

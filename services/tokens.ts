@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { BearerError } from '../errors.js';
@@ -46,8 +47,23 @@ const claimsSchema = z.object({
 /** Header members we produce; anything else (kid, jku, jwk, x5u, x5c, crit …) is refused, never followed. */
 const ALLOWED_HEADER_KEYS = new Set(['alg', 'typ']);
 
-/** Mints and verifies HS256 access tokens with the configured key, issuer and audience. */
+/** How many verified tokens are remembered (about 1 KB each with their claims). */
+export const VERIFIED_CACHE_MAX = 10_000;
+
+/**
+ * Mints and verifies HS256 access tokens with the configured key, issuer and audience.
+ *
+ * Verification results are remembered per token string (as fast-jwt's
+ * verifier cache does): the signature, algorithm, issuer, audience, header and
+ * claim shapes of a given string never change, so a token that passed them
+ * once is not decoded and re-hashed on every API call. Only the checks that
+ * depend on the time (`exp`, `iat`) run again on every use. Only tokens that
+ * passed every check are remembered; any other string, even one differing in
+ * one character, gets the full check.
+ */
 export class TokenService {
+  private readonly verified = new LRUCache<string, AccessTokenClaims>({ max: VERIFIED_CACHE_MAX });
+
   constructor(
     private readonly settings: Config['jwt'],
     private readonly now: () => number = Date.now,
@@ -81,6 +97,22 @@ export class TokenService {
    */
   verify(token: string): AccessTokenClaims {
     if (token.length > MAX_TOKEN_LENGTH) throw BearerError.invalid('The token is too long');
+    const nowSeconds = Math.floor(this.now() / 1000);
+    let claims = this.verified.get(token);
+    if (!claims) {
+      claims = this.verifyFully(token, nowSeconds);
+      // Kept no longer than the token can be used.
+      const ttl = (claims.exp + this.settings.clockToleranceSeconds - nowSeconds) * 1000;
+      if (ttl > 0) this.verified.set(token, claims, { ttl });
+    }
+    // The same bounds jsonwebtoken applies, rechecked on every use.
+    if (nowSeconds >= claims.exp + this.settings.clockToleranceSeconds) throw BearerError.invalid('The token has expired');
+    if (claims.iat > nowSeconds + this.settings.clockToleranceSeconds) throw BearerError.invalid('The token is not valid yet');
+    return claims;
+  }
+
+  /** Signature, algorithm, issuer, audience, lifetime, header members and claim shapes; frozen claims. */
+  private verifyFully(token: string, nowSeconds: number): AccessTokenClaims {
     if (!JWS_COMPACT.test(token)) throw BearerError.invalid('The token is not a JWT');
     let decoded: jwt.Jwt;
     try {
@@ -89,7 +121,7 @@ export class TokenService {
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         clockTolerance: this.settings.clockToleranceSeconds,
-        clockTimestamp: Math.floor(this.now() / 1000),
+        clockTimestamp: nowSeconds,
         complete: true,
       });
     } catch (err) {
@@ -103,10 +135,8 @@ export class TokenService {
     }
     const parsed = claimsSchema.safeParse(decoded.payload);
     if (!parsed.success) throw BearerError.invalid('The token claims are malformed');
-    const claims = parsed.data;
-    if (claims.iat > Math.floor(this.now() / 1000) + this.settings.clockToleranceSeconds) {
-      throw BearerError.invalid('The token is not valid yet');
-    }
-    return claims;
+    // Shared by every later request with this token: nobody may change them.
+    Object.freeze(parsed.data.roles);
+    return Object.freeze(parsed.data);
   }
 }

@@ -6,6 +6,7 @@ import { createApp } from '../app.js';
 import { migrateUp } from '../migrations/runner.js';
 import { createLogger } from '../middleware/request-log.js';
 import { openDatabase, type Database } from '../models/database.js';
+import { TokenService } from '../services/tokens.js';
 import { startTestApp, testConfig, type TestApp } from './helpers/app.js';
 
 /** A writable stream that keeps what a pino logger writes, one JSON object per line. */
@@ -143,5 +144,48 @@ describe('request logs', () => {
       expect(text).not.to.contain(secret);
     }
     expect(capture.lines()[0]).to.deep.include({ password: '[redacted]', token: '[redacted]' });
+  });
+});
+
+describe('request logs at LOG_LEVEL=warn', () => {
+  let server: Server;
+  let captured: ReturnType<typeof captureLines>;
+  let token: string;
+
+  before(async () => {
+    const config = testConfig();
+    const database = await openDatabase(config.databaseUrl);
+    await migrateUp(database);
+    captured = captureLines();
+    server = createServer(createApp({ config, database, logger: createLogger('warn', captured.stream) }));
+    token = new TokenService(config.jwt).mint({ id: 7, username: 'nobody', roles: [], disabled: false, createdAt: new Date(0), tokensValidAfter: null }, 'sid-x').token;
+    await database.close();
+  });
+
+  it('writes nothing for a successful request', async () => {
+    const from = captured.lines().length;
+    await request(server).get('/healthz').expect(200);
+    await new Promise((r) => setImmediate(r));
+    expect(captured.lines().slice(from)).to.deep.equal([]);
+  });
+
+  it('still writes one error line, with the error and its stack, for a request that failed on our side', async () => {
+    const from = captured.lines().length;
+    await request(server).get('/api/me').set('Authorization', `Bearer ${token}`).expect(503);
+    await new Promise((r) => setImmediate(r));
+    const lines = captured.lines().slice(from);
+    expect(lines).to.have.length(1);
+    expect(lines[0]).to.deep.include({ level: 50, res: { status: 503 } });
+    const err = lines[0]!.err as { message?: string; stack?: string };
+    expect(err.message).to.match(/closed/);
+    expect(err.stack).to.be.a('string').and.match(/\n\s+at /);
+  });
+
+  it('writes an error line for a 5xx answered without an exception (/readyz, database down)', async () => {
+    const from = captured.lines().length;
+    await request(server).get('/readyz').expect(503);
+    await new Promise((r) => setImmediate(r));
+    const lines = captured.lines().slice(from);
+    expect(lines.map((l) => l.msg)).to.deep.equal(['GET 503 failed']);
   });
 });

@@ -115,6 +115,50 @@ describe('TokenService with an injected clock', () => {
     expect(rejection(verifyAt(token, T0))).to.equal('The token is too long');
   });
 
+  describe('remembered verifications (one service, a moving clock)', () => {
+    it('refuses a remembered token once it has expired', () => {
+      const clock = { now: T0 };
+      const service = new TokenService(settings, () => clock.now);
+      const { token, claims } = mintedAt();
+      expect(rejection(() => service.verify(token))).to.equal(null);
+      clock.now = (claims.exp + 4) * 1000;
+      expect(rejection(() => service.verify(token)), 'within the tolerance').to.equal(null);
+      clock.now = (claims.exp + 5) * 1000;
+      expect(rejection(() => service.verify(token))).to.equal('The token has expired');
+    });
+
+    it('refuses a remembered token while its iat is ahead of a clock that went back', () => {
+      const clock = { now: T0 };
+      const service = new TokenService(settings, () => clock.now);
+      const { token, claims } = mintedAt();
+      expect(rejection(() => service.verify(token))).to.equal(null);
+      clock.now = (claims.iat - 6) * 1000;
+      expect(rejection(() => service.verify(token))).to.equal('The token is not valid yet');
+    });
+
+    it('gives any other string the full check: every one-character change of a remembered token is refused', () => {
+      const service = new TokenService(settings, () => T0);
+      const { token } = mintedAt();
+      service.verify(token);
+      const swap = (c: string) => (c === 'A' ? 'B' : 'A');
+      for (let i = 0; i < token.length; i += 7) {
+        if (token[i] === '.') continue;
+        const changed = token.slice(0, i) + swap(token[i]!) + token.slice(i + 1);
+        expect(rejection(() => service.verify(changed)), `position ${i}`).to.not.equal(null);
+      }
+      expect(rejection(() => service.verify(token)), 'the original still verifies').to.equal(null);
+    });
+
+    it('hands out frozen claims, so no caller can change what the next request sees', () => {
+      const service = new TokenService(settings, () => T0);
+      const { token } = mintedAt();
+      const claims = service.verify(token);
+      expect(Object.isFrozen(claims) && Object.isFrozen(claims.roles)).to.equal(true);
+      expect(() => (claims.roles as string[]).push('admin')).to.throw(TypeError);
+      expect(service.verify(token).roles).to.deep.equal(['reader']);
+    });
+  });
+
   it('returns only the known claims, never extra ones from the token', () => {
     const { claims } = mintedAt();
     const verified = new TokenService(settings, () => T0).verify(signed({ ...claims, admin: true, passwordHash: 'x' }));
