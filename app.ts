@@ -46,7 +46,7 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   );
   const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs);
   const throttle = new Throttle(database.sequelize, config.throttle);
-  const audit = new AuditLog(database.auditEvents);
+  const audit = new AuditLog(database);
   const passport = createPassport(users);
   const csrf = createCsrf();
   const store = createSessionStore(database);

@@ -21,6 +21,8 @@ export interface Database {
    * {@link sessionDataReader}).
    */
   readSessionData(sid: string): Promise<string | null>;
+  /** One multi-row INSERT of plain rows (column names as in the table); the audit log's group commit. */
+  insertRows(table: string, rows: readonly Record<string, SqlValue>[]): Promise<void>;
   /** True when a trivial query succeeds within `timeoutMs` (default 2 s). */
   ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
@@ -38,10 +40,13 @@ export const DEFAULT_POOL_MAX = 10;
 export const POOL_ACQUIRE_TIMEOUT_MS = 5_000;
 export const CONNECT_TIMEOUT_MS = 5_000;
 
+export type SqlValue = string | number | boolean | Date | null;
+
 interface SqliteHandle {
   configure(option: 'busyTimeout', ms: number): void;
   exec(sql: string, cb: (err: Error | null) => void): void;
   get<Row>(sql: string, params: unknown[], cb: (err: Error | null, row: Row | undefined) => void): void;
+  run(sql: string, params: unknown[], cb: (err: Error | null) => void): void;
 }
 
 const SESSION_DATA_SQL = 'SELECT data FROM sessions WHERE sid = ?';
@@ -88,6 +93,7 @@ export async function openDatabase(url: string, options: { poolMax?: number; acq
     sessionRevocations,
     dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
     readSessionData: sessionDataReader(sequelize),
+    insertRows: rowInserter(sequelize),
     async ping(timeoutMs = 2000) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<false>((resolve) => {
@@ -153,6 +159,39 @@ function sessionDataReader(sequelize: Sequelize): (sid: string) => Promise<strin
       connection.get<{ data: string }>(SESSION_DATA_SQL, [sid], (err, row) => (err ? reject(err) : resolve(row?.data ?? null)));
     });
   };
+}
+
+/**
+ * Multi-row INSERT. On SQLite through the driver with bound parameters, for
+ * the same reason as {@link sessionDataReader}; dates are written in the
+ * exact text form Sequelize uses there (`YYYY-MM-DD HH:mm:ss.SSS +00:00`), so
+ * the ORM reads, orders and compares them as its own. PostgreSQL uses the
+ * ORM's bulk insert.
+ */
+function rowInserter(sequelize: Sequelize): Database['insertRows'] {
+  if (sequelize.getDialect() !== 'sqlite') {
+    return async (table, rows) => {
+      if (rows.length > 0) await sequelize.getQueryInterface().bulkInsert(table, rows.map((row) => ({ ...row })));
+    };
+  }
+  const manager = sequelize.connectionManager as unknown as { getConnection(options?: unknown): Promise<SqliteHandle> };
+  const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+  return async (table, rows) => {
+    const columns = Object.keys(rows[0] ?? {});
+    if (columns.length === 0) return;
+    const tuple = `(${columns.map(() => '?').join(', ')})`;
+    const sql = `INSERT INTO ${quote(table)} (${columns.map(quote).join(', ')}) VALUES ${rows.map(() => tuple).join(', ')}`;
+    const params = rows.flatMap((row) => columns.map((c) => sqliteValue(row[c] ?? null)));
+    const connection = await manager.getConnection();
+    await new Promise<void>((resolve, reject) => connection.run(sql, params, (err) => (err ? reject(err) : resolve())));
+  };
+}
+
+/** A value as Sequelize stores it in SQLite: dates as UTC text, booleans as 0/1. */
+export function sqliteValue(value: SqlValue): string | number | null {
+  if (value instanceof Date) return value.toISOString().replace('T', ' ').replace('Z', ' +00:00');
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  return value;
 }
 
 /**

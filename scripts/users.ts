@@ -48,7 +48,7 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
   const [command, ...rest] = args;
   const users = new UserService(db.users);
   const admin = new UserAdmin(db.users);
-  const audit = new AuditLog(db.auditEvents);
+  const audit = new AuditLog(db);
   const sessions = new SessionService(db.sessions, db.sessionRevocations, REVOCATION_MEMORY_MS);
 
   switch (command) {

@@ -1,5 +1,6 @@
 import { Op, type InferCreationAttributes } from 'sequelize';
 import type { AuditEventModel, AuditEventName, AuditEventRow } from '../models/audit-event.js';
+import type { Database } from '../models/database.js';
 
 /** Who did something and from where; `ip` and `userAgent` are null for the command line. */
 export interface AuditActor {
@@ -44,10 +45,16 @@ export class AuditLog {
   private writing = false;
   private scheduled = false;
 
+  private readonly events: AuditEventModel;
+  private readonly insertRows: Database['insertRows'];
+
   constructor(
-    private readonly events: AuditEventModel,
+    database: Pick<Database, 'auditEvents' | 'insertRows'>,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.events = database.auditEvents;
+    this.insertRows = database.insertRows;
+  }
 
   /** Records one event. `detail` must never hold a password, token or cookie. */
   record(event: AuditEventName, actor: AuditActor, detail: string | null = null): Promise<void> {
@@ -91,9 +98,7 @@ export class AuditLog {
     this.writing = true;
     const rows = batch.rows.map((r) => ({ at: r.at, event: r.event, user_id: r.userId, username: r.username, ip: r.ip, user_agent: r.userAgent, detail: r.detail }));
     // A plain multi-row INSERT: model instances for append-only rows are pure overhead.
-    this.events.sequelize!
-      .getQueryInterface()
-      .bulkInsert('audit_events', rows)
+    this.insertRows('audit_events', rows)
       .then(() => batch.resolve(), batch.reject)
       .finally(() => {
         this.writing = false;

@@ -13,7 +13,7 @@ const EVERY_MS = 60 * 60 * 1000;
  */
 export function startMaintenance(deps: { database: Database; config: Config; logger: Logger }): () => void {
   const { database, config, logger } = deps;
-  const audit = new AuditLog(database.auditEvents);
+  const audit = new AuditLog(database);
   const sessions = new SessionService(database.sessions, database.sessionRevocations, config.jwt.expiresInSeconds * 1000);
   const counters = new SequelizeRateLimiter({ sequelize: database.sequelize, points: 1, duration: 1 });
 

@@ -277,7 +277,7 @@ describe('AuditLog retention', () => {
 
   it('prune removes rows older than the retention and keeps newer ones (injected clock)', async () => {
     const clock = { now: Date.parse('2030-01-01T00:00:00Z') };
-    const log = new AuditLog(db.auditEvents, () => clock.now);
+    const log = new AuditLog(db, () => clock.now);
     const start = clock.now;
     for (const ageDays of [120, 91, 89, 10, 0]) {
       clock.now = start - ageDays * DAY;
@@ -296,7 +296,7 @@ describe('AuditLog retention', () => {
 
   it('recentForUser gives the newest events first, at most the limit, only the user\'s own', async () => {
     const clock = { now: Date.parse('2030-01-01T00:00:00Z') };
-    const log = new AuditLog(db.auditEvents, () => clock.now);
+    const log = new AuditLog(db, () => clock.now);
     const user = await db.users.create({ username: 'someone', usernameKey: 'someone', passwordHash: 'x', roles: [] });
     const other = await db.users.create({ username: 'other', usernameKey: 'other', passwordHash: 'x', roles: [] });
     for (let i = 0; i < 25; i += 1) {
@@ -327,19 +327,30 @@ describe('AuditLog retention', () => {
 describe('AuditLog group commit', () => {
   let db: Database;
   let inserts: number;
+  let failNext: boolean;
+  /** The database as the log sees it, counting its INSERTs and failing the next one on demand. */
+  let counted: Pick<Database, 'auditEvents' | 'insertRows'>;
   beforeEach(async () => {
     db = await openDatabase('sqlite::memory:');
     await migrateUp(db);
     inserts = 0;
-    // The SQL is known once the query has run.
-    db.sequelize.addHook('afterQuery', (_options, query) => {
-      if (/^\s*INSERT INTO [`"]?audit_events/i.test((query as { sql?: string }).sql ?? '')) inserts += 1;
-    });
+    failNext = false;
+    counted = {
+      auditEvents: db.auditEvents,
+      insertRows: (table, rows) => {
+        inserts += 1;
+        if (failNext) {
+          failNext = false;
+          return Promise.reject(new Error('disk full (simulated)'));
+        }
+        return db.insertRows(table, rows);
+      },
+    };
   });
   afterEach(() => db.close());
 
   it('writes events recorded together in one INSERT, and each record resolves only once its row is stored', async () => {
-    const log = new AuditLog(db.auditEvents);
+    const log = new AuditLog(counted);
     const stored: number[] = [];
     const writes = Array.from({ length: 30 }, (_, i) =>
       log.record('token_minted', { username: `burst${i}` }, `jti-${i}`).then(async () => {
@@ -353,7 +364,7 @@ describe('AuditLog group commit', () => {
   });
 
   it('events recorded while a write is in flight go together in the next one', async () => {
-    const log = new AuditLog(db.auditEvents);
+    const log = new AuditLog(counted);
     const first = log.record('signed_in', { username: 'first' });
     await new Promise((r) => setImmediate(r)); // the first write has started
     const rest = Array.from({ length: 10 }, (_, i) => log.record('signed_in', { username: `waiting${i}` }));
@@ -363,7 +374,7 @@ describe('AuditLog group commit', () => {
   });
 
   it('splits a long queue into INSERTs of at most MAX_BATCH_ROWS rows', async () => {
-    const log = new AuditLog(db.auditEvents);
+    const log = new AuditLog(counted);
     const total = MAX_BATCH_ROWS * 2 + 1;
     await Promise.all(Array.from({ length: total }, (_, i) => log.record('signed_in', { username: `many${i}` })));
     expect(inserts).to.equal(3);
@@ -371,18 +382,25 @@ describe('AuditLog group commit', () => {
   });
 
   it('a failed write rejects the records of its batch only; the next batch is written', async () => {
-    const log = new AuditLog(db.auditEvents);
-    let failNext = true;
-    db.sequelize.addHook('beforeQuery', (options) => {
-      // The only INSERTs in this database after migrating are the audit log's.
-      if (failNext && (options as { type?: string }).type === QueryTypes.INSERT) {
-        failNext = false;
-        throw new Error('disk full (simulated)');
-      }
-    });
+    const log = new AuditLog(counted);
+    failNext = true;
     const failed = await Promise.allSettled([log.record('signed_in', { username: 'lost1' }), log.record('signed_in', { username: 'lost2' })]);
     expect(failed.map((r) => r.status)).to.deep.equal(['rejected', 'rejected']);
     await log.record('signed_in', { username: 'kept' });
     expect((await db.auditEvents.findAll()).map((r) => r.username)).to.deep.equal(['kept']);
+  });
+
+  it('rows read back through the model exactly: dates to the millisecond, text verbatim, nulls as nulls', async () => {
+    const at = Date.parse('2031-02-03T04:05:06.789Z');
+    const log = new AuditLog(db, () => at);
+    const tricky = `it's "quoted"; DROP TABLE users; -- \u00e9\u{1F600}`;
+    await log.record('sign_in_failed', { userId: null, username: tricky, ip: '::1', userAgent: null }, 'unknown account');
+    const [row] = await db.auditEvents.findAll();
+    expect(row!.at.getTime()).to.equal(at);
+    expect(row!.username).to.equal(tricky);
+    expect(row!.userId).to.equal(null);
+    expect(row!.userAgent).to.equal(null);
+    expect(await db.users.count(), 'the users table is still there').to.equal(0);
+    expect(await db.auditEvents.count({ where: { at: new Date(at) } }), 'the ORM finds the row by its date').to.equal(1);
   });
 });
