@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createCsrf } from './middleware/csrf.js';
 import { errorHandler, notFound } from './middleware/errors.js';
-import { createPassport } from './middleware/passport.js';
+import { createPassport, sessionUser } from './middleware/passport.js';
 import { requestLogger } from './middleware/request-log.js';
 import { createSessionStore, sessionLifetime, sessionMiddleware } from './middleware/session.js';
 import type { Database } from './models/database.js';
@@ -64,14 +64,14 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   app.use(requestLogger(logger));
 
   const jsonHeaders = apiSecurityHeaders(config);
-  const signedInSession = [sessionMiddleware(config.session, store), sessionLifetime(config.session), passport.session()];
+  const session = [sessionMiddleware(config.session, store), sessionLifetime(config.session)];
 
   // The API needs neither sessions, body parsing nor the headers that only matter to HTML
   // documents: only a bearer token and the headers that matter to JSON.
   app.use('/api', jsonHeaders, apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users) }));
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
-  app.get('/auth/token', jsonHeaders, ...signedInSession, tokenRoute({ tokens, audit }));
+  app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
 
   app.use(healthRoutes({ database }));
   app.use(securityHeaders(config));
@@ -80,7 +80,7 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   // Everything below is for browsers: bodies, session, Passport, CSRF.
   app.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 50 }));
   app.use(express.json({ limit: BODY_LIMIT }));
-  app.use(...signedInSession);
+  app.use(...session, passport.session());
   app.use(csrf.exposeToken);
   app.use((req, res, next) => {
     res.locals.currentUser = req.user ?? null;

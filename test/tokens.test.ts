@@ -322,6 +322,24 @@ describe('GET /auth/token', () => {
     expect(res.body).to.not.have.property('token');
   });
 
+  it('refuses a session whose user was disabled since sign-in, and drops the user from that session', async () => {
+    const { agent, username } = await userWithToken(t.server);
+    const user = await t.database.users.findOne({ where: { username } });
+    const before = await t.database.sessions.findAll({ where: { userId: user!.id } });
+    expect(before).to.have.length(1);
+    await t.database.users.update({ disabled: true }, { where: { id: user!.id } });
+
+    const res = await agent.get('/auth/token');
+    expect(res.status).to.equal(401);
+    expect(res.body).to.not.have.property('token');
+    const row = await t.database.sessions.findByPk(before[0]!.sid);
+    expect(row!.userId, 'the user id is gone from the stored session').to.equal(null);
+    expect((JSON.parse(row!.data) as { passport?: { user?: number } }).passport?.user).to.equal(undefined);
+
+    await t.database.users.update({ disabled: false }, { where: { id: user!.id } });
+    expect((await agent.get('/auth/token')).status, 'enabling the user does not revive the old session').to.equal(401);
+  });
+
   it('is answered with Cache-Control: no-store', async () => {
     const { agent } = await userWithToken(t.server);
     const res = await agent.get('/auth/token').expect(200);
