@@ -68,7 +68,7 @@ export function createApp({ config, database, logger }: AppDeps): Express {
 
   // The API needs neither sessions, body parsing nor the headers that only matter to HTML
   // documents: only a bearer token and the headers that matter to JSON.
-  app.use('/api', jsonHeaders, apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users) }));
+  app.use(apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users), headers: jsonHeaders }));
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
