@@ -11,7 +11,7 @@ import { createSessionStore, sessionLifetime, sessionMiddleware } from './middle
 import type { Database } from './models/database.js';
 import { projectRoot } from './paths.js';
 import { accountRoutes } from './routes/account.js';
-import { apiRoutes } from './routes/api.js';
+import { registerApiRoutes } from './routes/api.js';
 import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/pages.js';
@@ -68,7 +68,7 @@ export function createApp({ config, database, logger }: AppDeps): Express {
 
   // The API needs neither sessions, body parsing nor the headers that only matter to HTML
   // documents: only a bearer token and the headers that matter to JSON.
-  app.use(apiRoutes({ tokens, access: tokenAccess, admin: new UserAdmin(database.users), headers: jsonHeaders }));
+  registerApiRoutes(app, { tokens, access: tokenAccess, admin: new UserAdmin(database.users), headers: jsonHeaders });
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));

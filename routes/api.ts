@@ -1,4 +1,4 @@
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import { bearerAuth, requireRole } from '../middleware/bearer.js';
 import { notFound } from '../middleware/errors.js';
 import type { TokenAccess } from '../services/token-access.js';
@@ -6,14 +6,16 @@ import type { TokenService } from '../services/tokens.js';
 import type { UserAdmin } from '../services/user-admin.js';
 
 /**
- * The bearer-token API, mounted at the root with full paths. Every `/api`
- * request gets the JSON headers and needs a valid token; unknown paths are
- * JSON 404s. Full paths rather than a router mounted at `/api`: a call walks
- * one route instead of two mount layers, a nested router and its URL rewrite
- * (a few percent of an `/api/me` call in the profile).
+ * Registers the bearer-token API on the app itself, with full paths. Every
+ * `/api` request gets the JSON headers and needs a valid token; unknown paths
+ * are JSON 404s. Registered on the app rather than as a router mounted at
+ * `/api`: a call walks one route instead of two mount layers, a nested router
+ * and its URL rewrite (a few percent of an `/api/me` call in the profile).
  */
-export function apiRoutes(deps: { tokens: TokenService; access: TokenAccess; admin: UserAdmin; headers: RequestHandler }): Router {
-  const router = Router();
+export function registerApiRoutes(
+  router: Pick<Router, 'get' | 'use'>,
+  deps: { tokens: TokenService; access: TokenAccess; admin: UserAdmin; headers: RequestHandler },
+): void {
   const authenticated = [deps.headers, bearerAuth(deps)];
 
   router.get('/api/me', ...authenticated, me);
@@ -31,6 +33,4 @@ export function apiRoutes(deps: { tokens: TokenService; access: TokenAccess; adm
       users.map((u) => ({ id: String(u.id), username: u.username, roles: u.roles, disabled: u.disabled, createdAt: u.createdAt.toISOString() })),
     );
   }
-
-  return router;
 }

@@ -184,6 +184,11 @@ export class UserService {
     return user;
   }
 
+  /** The cached answer of {@link findActiveById}: a user, null (gone or disabled), or undefined when not cached. */
+  cachedActive(id: number): PublicUser | null | undefined {
+    return this.activeCache?.get(id)?.user;
+  }
+
   /** Drops the cached state of one user (after a change made by this process). */
   forget(id: number): void {
     this.activeCache?.delete(id);

@@ -391,6 +391,7 @@ describe('TokenAccess and UserService caches (injected clock)', () => {
     const state = { revoked: false, user: user as PublicUser | null, sessionLookups: 0, forgotten: [] as number[], now: 5_000_000 };
     const users = {
       findActiveById: async () => state.user,
+      cachedActive: () => undefined,
       forget: (id: number) => state.forgotten.push(id),
     } as unknown as UserService;
     const sessions = {
