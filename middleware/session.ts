@@ -46,9 +46,9 @@ export function createSessionStore(database: Database): session.Store {
       .then(() => callback?.(), (err: unknown) => callback?.(err));
   };
 
-  // Reads are on every signed-in page and token request: one plain SELECT of the
-  // data column (Database.readSessionData) instead of the library's model lookup. Unlike the library, an
-  // expired row is never returned (its periodic sweep may not have run yet).
+  // Reads are on every signed-in page and token request: one plain SELECT of the data
+  // column (Database.readSessionData) instead of the library's model lookup. Unlike the
+  // library, an expired row is never returned (its periodic sweep may not have run yet).
   store.get = (sid, callback) => {
     database
       .readSessionData(sid)
