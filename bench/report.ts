@@ -104,7 +104,8 @@ export function computeMedians(rounds: readonly Round[]): Medians {
   return out;
 }
 
-function ratio(a: RunStats | undefined, b: RunStats | undefined): number {
+/** a.rps ÷ b.rps of one round; NaN when either run is missing. */
+export function ratio(a: Pick<RunStats, 'rps'> | undefined, b: Pick<RunStats, 'rps'> | undefined): number {
   return a && b && b.rps > 0 ? a.rps / b.rps : NaN;
 }
 

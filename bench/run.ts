@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { renderRatioChart } from './chart.js';
 import { csrfFrom, formBody, formPostHeaders, PROXY_HEADERS, request, SESSION_COOKIE, sessionCookieFrom } from './lib/http.js';
 import { freePort, killAll, memoryOf, sleep, startNode, type Child } from './lib/processes.js';
 import {
@@ -37,7 +38,7 @@ let tempDir: string | undefined;
 
 // ------------------------------------------------------------------ options
 
-interface Settings {
+export interface Settings {
   mode: 'quick' | 'full';
   rounds: number;
   /** Seconds of each throughput run. */
@@ -54,6 +55,8 @@ interface Settings {
   out: string;
   cpuProf: string | null;
   strict: boolean;
+  /** Write the SVG chart next to the results file (off with --no-chart). */
+  chart: boolean;
   /** Hard limit of the whole run, after which everything is killed. */
   maxTotalSeconds: number;
 }
@@ -71,7 +74,8 @@ const USAGE = `usage: npm run bench [-- options]
   --only LIST          comma list of ${SCENARIOS.join(',')} (default: all)
   --log-level L        the app's LOG_LEVEL (default warn)
   --cpu-prof DIR       run the app under node --cpu-prof, profiles written to DIR
-  --out FILE           results file (default bench/results.json)
+  --out FILE           results file (default bench/results.json); the chart goes next to it as .svg
+  --no-chart           do not write the SVG chart
   --strict             exit 1 when a goal is missed (errors always exit 1)`;
 
 function parseArgs(argv: string[]): Settings {
@@ -92,6 +96,7 @@ function parseArgs(argv: string[]): Settings {
     out: path.join(root, 'bench', 'results.json'),
     cpuProf: null,
     strict: false,
+    chart: true,
     maxTotalSeconds: quick ? 120 : 480,
   };
   const num = (flag: string, value: string | undefined, min: number, max: number) => {
@@ -142,6 +147,9 @@ function parseArgs(argv: string[]): Settings {
       case '--strict':
         s.strict = true;
         break;
+      case '--no-chart':
+        s.chart = false;
+        break;
       case '--help':
       case '-h':
         process.stdout.write(`${USAGE}\n`);
@@ -154,6 +162,12 @@ function parseArgs(argv: string[]): Settings {
   // Worst case of the rounds plus setup, RSS and slack; the full run stays under 5 minutes.
   s.maxTotalSeconds = Math.max(s.maxTotalSeconds, 60 + s.rounds * (5 * s.seconds + s.loginSeconds + 20) + s.rssSeconds + 60);
   return s;
+}
+
+/** The chart's path: the results file's with .svg for its extension (`/tmp/x.json` → `/tmp/x.svg`). */
+function chartPathFor(out: string): string {
+  const { dir, name, ext } = path.parse(out);
+  return path.join(dir, ext.toLowerCase() === '.svg' ? `${name}${ext}.svg` : `${name}.svg`);
 }
 
 // ----------------------------------------------------------------- progress
@@ -223,7 +237,12 @@ function versions(): Record<string, string> {
   return out;
 }
 
-function gitInfo(): { commit: string | null; dirty: boolean | null } {
+export interface GitInfo {
+  commit: string | null;
+  dirty: boolean | null;
+}
+
+function gitInfo(): GitInfo {
   try {
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
@@ -232,6 +251,8 @@ function gitInfo(): { commit: string | null; dirty: boolean | null } {
     return { commit: null, dirty: null };
   }
 }
+
+export type Machine = ReturnType<typeof machine>;
 
 function machine() {
   const cpus = os.cpus();
@@ -490,6 +511,8 @@ async function main(): Promise<number> {
       rounds,
     };
     writeFileSync(s.out, `${JSON.stringify(results, null, 2)}\n`);
+    const chart = s.chart ? chartPathFor(s.out) : null;
+    if (chart) writeFileSync(chart, renderRatioChart(results));
 
     const m = info.machine;
     process.stdout.write(
@@ -506,7 +529,7 @@ async function main(): Promise<number> {
         connections: s.connections,
         stormConcurrency: s.stormConcurrency,
         probeRate: s.probeRate,
-      })}\n\nresults: ${path.relative(process.cwd(), s.out) || s.out}${s.cpuProf ? ` · CPU profiles: ${s.cpuProf}` : ''}\n`,
+      })}\n\nresults: ${path.relative(process.cwd(), s.out) || s.out}${chart ? ` · chart: ${path.relative(process.cwd(), chart) || chart}` : ''}${s.cpuProf ? ` · CPU profiles: ${s.cpuProf}` : ''}\n`,
     );
     if (exits.app !== undefined && exits.app !== '0') process.stderr.write(`bench: the app did not exit cleanly on SIGTERM (${exits.app})\n${app?.output().slice(-2000) ?? ''}\n`);
     const bad = errors.app.errors + errors.app.non2xx + errors.app.mismatches + errors.baselines.errors + errors.baselines.non2xx + errors.baselines.mismatches;

@@ -1,0 +1,153 @@
+/**
+ * The SVG chart of a benchmark run that bench/run.ts writes next to the results
+ * file: each throughput target's req/s as a share of the Express floor's. A pure
+ * function of the results object; the SVG is self-contained (no scripts, no
+ * external fonts or styles).
+ */
+import { fmtRatio, median, ratio, TARGET_LABELS, type Medians, type Round, type TargetId } from './report.js';
+import type { GitInfo, Machine, Settings } from './run.js';
+
+/** The parts of a results object (bench/results.json) that the chart reads. */
+export interface ChartInput {
+  medians: Pick<Medians, 'ratios'>;
+  rounds: readonly Pick<Round, 'throughput'>[];
+  settings?: Pick<Settings, 'mode'>;
+  startedAt?: string;
+  git?: GitInfo;
+  machine?: Pick<Machine, 'node'>;
+}
+
+interface Row {
+  id: TargetId;
+  /** Median ratio to the Express floor. */
+  value: number;
+  /** Per-round ratios (app ÷ floor of the same round). */
+  rounds: number[];
+  goal: number | undefined;
+}
+
+/** Bars top to bottom; a target missing from the run has no bar. */
+const ORDER: TargetId[] = ['floor', 'me', 'token', 'ceiling'];
+/** The goals of issue 6, as ratios to the Express floor. */
+const GOALS: Partial<Record<TargetId, number>> = { me: 0.8, token: 0.3 };
+/** The axis stops here; a longer bar (the node:http ceiling, often ~4×) is cut and says so. */
+const AXIS_CAP = 2;
+const STEP = 0.2;
+const WIDTH = 780;
+const LABEL_W = 210;
+const PLOT_W = 420;
+const TOP = 64;
+const ROW_H = 46;
+const BAR_H = 18;
+const COLORS = { floor: '#b5b5b5', ceiling: '#8796ad', met: '#5a9e68', missed: '#dd8a3c', goal: '#b03a2e', grid: '#e6e6e6' };
+
+/** Escapes text for XML element content and attribute values. */
+export function escapeXml(text: string): string {
+  const entities: Record<string, string> = { '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' };
+  return text.replace(/[<>&"']/g, (c) => entities[c]!);
+}
+
+/** A `<text>` element; `attrs` are trusted, `content` is escaped. */
+function text(x: number, y: number, content: string, attrs = ''): string {
+  return `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}"${attrs ? ` ${attrs}` : ''}>${escapeXml(content)}</text>`;
+}
+
+/** The rows to draw: every target with at least one round next to an Express floor run. */
+function rowsOf(r: ChartInput): Row[] {
+  const rows = ORDER.flatMap((id) => {
+    const rounds = r.rounds.map((x) => ratio(x.throughput[id], x.throughput.floor)).filter((v) => Number.isFinite(v));
+    if (rounds.length === 0) return [];
+    // results.json stores NaN as null: fall back to the median of the rounds.
+    const stored: unknown = id === 'me' || id === 'token' ? r.medians.ratios[id]?.express : undefined;
+    const value = typeof stored === 'number' && Number.isFinite(stored) ? stored : median(rounds);
+    return [{ id, value, rounds, goal: GOALS[id] }];
+  });
+  return rows.some((row) => row.id !== 'floor') ? rows : [];
+}
+
+/** 0 to the first step past every value, at least 1.2, at most AXIS_CAP (larger values are cut). */
+function axisMaxOf(rows: Row[]): number {
+  const values = rows.flatMap((row) => [row.value, ...row.rounds, row.goal ?? 0]).filter((v) => v <= AXIS_CAP);
+  const steps = Math.ceil((Math.max(1, ...values) * 1.04) / STEP - 1e-9);
+  return Math.min(AXIS_CAP, Math.max(1.2, steps * STEP));
+}
+
+/** Title and a subtitle with whatever the results say about the run. */
+function header(r: ChartInput): string[] {
+  const commit = r.git?.commit ? `commit ${r.git.commit.slice(0, 10)}${r.git.dirty ? ' (uncommitted changes)' : ''}` : '';
+  const date = r.startedAt ? `${r.startedAt.slice(0, 16).replace('T', ' ')} UTC` : '';
+  const mode = r.settings?.mode ? `${r.settings.mode} run` : '';
+  const node = r.machine?.node ? `node ${r.machine.node}` : '';
+  const rounds = `${r.rounds.length} round${r.rounds.length === 1 ? '' : 's'}`;
+  return [
+    text(16, 26, 'Token Bridge benchmark: throughput as a share of the Express floor', 'font-size="15" font-weight="bold"'),
+    text(16, 45, [mode, date, commit, node, rounds].filter(Boolean).join(' · '), 'font-size="11" fill="#555"'),
+  ];
+}
+
+/** Grid lines and tick labels every STEP, the 1.0 line darker. */
+function axis(max: number, x: (v: number) => number, bottom: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i * STEP <= max + 1e-9; i += 1) {
+    const v = i * STEP;
+    const one = Math.abs(v - 1) < 1e-9;
+    out.push(`<line x1="${x(v).toFixed(1)}" y1="${TOP - 4}" x2="${x(v).toFixed(1)}" y2="${bottom}" stroke="${one ? '#888' : COLORS.grid}"/>`);
+    out.push(text(x(v), bottom + 14, i === 0 ? '0' : `${v.toFixed(1)}×`, 'font-size="10" fill="#666" text-anchor="middle"'));
+  }
+  out.push(text(LABEL_W + PLOT_W / 2, bottom + 32, 'req/s ÷ Express floor req/s of the same round', 'font-size="11" fill="#444" text-anchor="middle"'));
+  return out;
+}
+
+/** One target: label, median bar, value, per-round dots and its goal marker. */
+function row(r: Row, top: number, max: number, x: (v: number) => number): string[] {
+  const barY = top + 18;
+  const mid = barY + BAR_H / 2;
+  const fill = r.goal === undefined ? COLORS[r.id === 'floor' ? 'floor' : 'ceiling'] : r.value >= r.goal ? COLORS.met : COLORS.missed;
+  const cut = r.value > max;
+  const label = `${fmtRatio(r.value)}×${cut ? ' (off scale)' : ''}`;
+  const out = [
+    text(LABEL_W - 10, mid + 4, TARGET_LABELS[r.id], 'text-anchor="end" fill="#222"'),
+    `<rect x="${LABEL_W}" y="${barY}" width="${(x(r.value) - LABEL_W).toFixed(1)}" height="${BAR_H}" fill="${fill}"/>`,
+  ];
+  if (cut) out.push(`<path d="M${(x(max) - 9).toFixed(1)} ${barY - 2}l6 ${BAR_H + 4}m4 ${-BAR_H - 4}l6 ${BAR_H + 4}" stroke="#fff" stroke-width="2.5"/>`);
+  if (r.goal !== undefined) {
+    const gx = x(r.goal).toFixed(1);
+    out.push(`<line x1="${gx}" y1="${top + 4}" x2="${gx}" y2="${top + ROW_H - 4}" stroke="${COLORS.goal}" stroke-width="1.5" stroke-dasharray="4 3"/>`);
+    out.push(text(x(r.goal) + 4, top + 13, `goal ≥ ${fmtRatio(r.goal)}×`, `font-size="10" fill="${COLORS.goal}"`));
+  }
+  if (r.id !== 'floor') {
+    for (const v of r.rounds.filter((d) => d <= max)) out.push(`<circle cx="${x(v).toFixed(1)}" cy="${mid}" r="3" fill="#fff" fill-opacity="0.85" stroke="#222" stroke-width="1.2"/>`);
+  }
+  // After the bar and its dots, so that the value never hides a round.
+  const end = Math.max(x(r.value), ...(r.id === 'floor' ? [] : r.rounds.filter((d) => d <= max).map(x)));
+  out.push(text(end + 7, mid + 4, label, 'font-weight="bold" fill="#222" stroke="#fff" stroke-width="3" paint-order="stroke"'));
+  return out;
+}
+
+/**
+ * The ratio chart of a benchmark run as a self-contained SVG document: one
+ * horizontal bar per throughput target present (length = median ratio to the
+ * Express floor, which is the 1.00× reference bar), per-round ratios as dots,
+ * and the goals of issue 6 as dashed lines. A run without the floor gets a note instead.
+ */
+export function renderRatioChart(results: ChartInput): string {
+  const rows = rowsOf(results);
+  const bottom = TOP + Math.max(rows.length, 1) * ROW_H;
+  const body = header(results);
+  if (rows.length === 0) {
+    body.push(text(16, TOP + 24, 'No ratios: this run has no Express floor rounds next to other targets (see --only).', 'fill="#444"'));
+  } else {
+    const max = axisMaxOf(rows);
+    const x = (v: number) => LABEL_W + (Math.min(Math.max(v, 0), max) / max) * PLOT_W;
+    body.push(...axis(max, x, bottom), ...rows.flatMap((r, i) => row(r, TOP + i * ROW_H, max, x)));
+    body.push(text(16, bottom + 52, 'Bars: median of the per-round ratios · dots: one round each · dashed: goal (green met, orange missed)', 'font-size="10" fill="#666"'));
+  }
+  const height = bottom + (rows.length ? 64 : 20);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
+    ...body,
+    '</svg>',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,80 @@
+import { expect } from 'chai';
+import { renderRatioChart, type ChartInput } from '../bench/chart.js';
+import type { RunStats } from '../bench/scenarios.js';
+
+/** A throughput run with the given req/s (the chart reads nothing else). */
+function run(rps: number): RunStats {
+  return {
+    requests: rps,
+    seconds: 1,
+    rps,
+    latency: { p50: 1, p90: 2, p99: 3, max: 4, mean: 1 },
+    errors: 0,
+    timeouts: 0,
+    non2xx: 0,
+    mismatches: 0,
+    statusCodes: { 200: rps },
+  };
+}
+
+/** Three rounds: /api/me at 0.80, 0.82, 0.85 of the floor, /auth/token at 0.25, 0.28, 0.30. */
+function results(): ChartInput {
+  return {
+    settings: { mode: 'quick' },
+    startedAt: '2026-11-25T18:33:44.073Z',
+    git: { commit: 'abc<&>"def', dirty: true },
+    machine: { node: 'v20.20.2' },
+    medians: { ratios: { me: { express: 0.82, http: 0.2 }, token: { express: 0.28, http: 0.07 } } },
+    rounds: [
+      { throughput: { floor: run(1000), me: run(800), token: run(250), ceiling: run(4000) } },
+      { throughput: { floor: run(1000), me: run(820), token: run(280), ceiling: run(4100) } },
+      { throughput: { floor: run(1000), me: run(850), token: run(300), ceiling: run(3900) } },
+    ],
+  };
+}
+
+describe('bench chart (renderRatioChart)', () => {
+  it('is one <svg> document with the median ratios printed', () => {
+    const svg = renderRatioChart(results());
+    expect(svg.startsWith('<svg ')).to.equal(true);
+    expect(svg.trimEnd().endsWith('</svg>')).to.equal(true);
+    expect(svg.match(/<svg[\s>]/g)).to.have.length(1);
+    expect(svg.match(/<\/svg>/g)).to.have.length(1);
+    expect(svg).to.include('xmlns="http://www.w3.org/2000/svg"');
+    expect(svg).to.include('0.82×');
+    expect(svg).to.include('0.28×');
+    expect(svg).to.include('1.00×');
+    expect(svg).not.to.match(/<script|@import|url\(|href=/i);
+  });
+
+  it('draws the goals at 0.80 and 0.30 as dashed lines and the rounds as dots', () => {
+    const svg = renderRatioChart(results());
+    expect(svg).to.include('goal ≥ 0.80×');
+    expect(svg).to.include('goal ≥ 0.30×');
+    expect(svg.match(/stroke-dasharray/g)).to.have.length(2);
+    // Three dots each for /api/me and /auth/token; the ceiling (~4×) is off the axis.
+    expect(svg.match(/<circle /g)).to.have.length(6);
+    expect(svg).to.include('4.00× (off scale)');
+  });
+
+  it('escapes the text it inserts', () => {
+    const svg = renderRatioChart(results());
+    expect(svg).to.include('commit abc&lt;&amp;&gt;&quot;def (uncommitted changes)');
+    expect(svg).not.to.include('abc<&>');
+  });
+
+  it('leaves out a target that did not run, and says so when there is no floor', () => {
+    const input = results();
+    input.rounds = input.rounds.map((r) => ({ throughput: { floor: r.throughput.floor, me: r.throughput.me } }));
+    input.medians = { ratios: { me: { express: 0.82, http: NaN } } };
+    const svg = renderRatioChart(input);
+    expect(svg).to.include('app GET /api/me');
+    expect(svg).not.to.include('/auth/token');
+    expect(svg).not.to.include('ceiling');
+    expect(svg).not.to.include('goal ≥ 0.30×');
+
+    const noFloor = renderRatioChart({ medians: { ratios: {} }, rounds: [{ throughput: { token: run(300) } }] });
+    expect(noFloor.startsWith('<svg ')).to.equal(true);
+    expect(noFloor).to.include('No ratios');
+  });
+});
