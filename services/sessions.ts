@@ -24,10 +24,22 @@ export class SessionService {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The user's live sessions, most recently used first. */
-  async listForUser(userId: number): Promise<SessionInfo[]> {
+  /**
+   * The user's live sessions, most recently used first: not past their idle or
+   * absolute lifetime, by the same `lastSeenAt` and creation time the session
+   * middleware judges them by (rows are swept later, so the table alone would
+   * still list them).
+   */
+  async listForUser(userId: number, lifetime: { idleTimeoutMs: number; absoluteTimeoutMs: number }): Promise<SessionInfo[]> {
+    const t = this.now();
     const rows = await this.sessions.findAll({
-      where: { userId, publicId: { [Op.ne]: null }, expires: { [Op.gt]: new Date(this.now()) } },
+      where: {
+        userId,
+        publicId: { [Op.ne]: null },
+        expires: { [Op.gt]: new Date(t) },
+        lastSeenAt: { [Op.gte]: new Date(t - lifetime.idleTimeoutMs) },
+        createdAt: { [Op.gte]: new Date(t - lifetime.absoluteTimeoutMs) },
+      },
       order: [['lastSeenAt', 'DESC'], ['createdAt', 'DESC']],
     });
     return rows.map((r) => ({

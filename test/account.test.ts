@@ -110,6 +110,23 @@ describe('account page', () => {
     expect(phoneView).to.contain('PhoneBrowser/2.0');
   });
 
+  it('leaves out sessions past their idle or absolute lifetime even before their rows are swept', async () => {
+    const mine = browser(t.server).set('User-Agent', 'StillHere/1.0');
+    const username = await registerUser(mine);
+    const idle = browser(t.server).set('User-Agent', 'WentIdle/1.0');
+    const old = browser(t.server).set('User-Agent', 'TooOld/1.0');
+    expect((await loginUser(idle, username)).status).to.equal(302);
+    expect((await loginUser(old, username)).status).to.equal(302);
+    const { idleTimeoutMs, absoluteTimeoutMs } = t.config.session;
+    await t.database.sessions.update({ lastSeenAt: new Date(Date.now() - idleTimeoutMs - 60_000) }, { where: { userAgent: 'WentIdle/1.0' } });
+    await t.database.sessions.update({ createdAt: new Date(Date.now() - absoluteTimeoutMs - 60_000) }, { where: { userAgent: 'TooOld/1.0' }, silent: true });
+    expect(await t.database.sessions.count({ where: { userAgent: ['WentIdle/1.0', 'TooOld/1.0'] } }), 'rows still stored').to.equal(2);
+
+    const rows = tableRows((await mine.get('/account').expect(200)).text, 'sessions-heading').map(unescapeHtml);
+    expect(rows).to.have.length(1);
+    expect(rows[0]).to.contain('StillHere/1.0');
+  });
+
   it('never shows the session cookie value or cookie id on the page', async () => {
     const agent = browser(t.server);
     const username = await registerUser(browser(t.server));
