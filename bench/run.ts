@@ -25,6 +25,7 @@ import {
   evaluateGoals,
   fmtInt,
   renderReport,
+  memoryReport,
   TARGET_LABELS,
   type MemoryReport,
   type Round,
@@ -62,6 +63,10 @@ export interface Settings {
 }
 
 const SCENARIOS = ['floor', 'ceiling', 'me', 'token', 'login', 'rss'] as const;
+/** The RSS run is preceded by 1/N of its amount, not measured. */
+const RSS_WARMUP_FRACTION = 10;
+/** How often RSS is read during the RSS run. */
+const RSS_SAMPLE_MS = 500;
 
 const USAGE = `usage: npm run bench [-- options]
   --quick              short run (< 1 minute): 3 rounds of 1 s, 10,000 requests (at most 8 s) for RSS
@@ -453,33 +458,47 @@ async function main(): Promise<number> {
     // -- RSS around a fixed number of requests
     let memory: MemoryReport | undefined;
     if (app && fixture && wants('rss')) {
-      const phase = `RSS: ${fmtInt(s.rssRequests)} requests`;
+      const mix = (amount: number, limitMs: number, progress?: Progress) =>
+        fixedAmount({
+          port: app!.port,
+          connections: s.connections,
+          amount,
+          hardLimitMs: limitMs,
+          requests: [
+            { path: '/api/me', headers: { authorization: `Bearer ${fixture!.token}` }, expect: (b) => b === fixture!.meBody },
+            { path: '/auth/token', headers: { ...PROXY_HEADERS, cookie: fixture!.cookie }, expect: (b) => b.includes('"token_type":"Bearer"') },
+          ],
+          progress,
+        });
+      // The heap sizes itself to a new load within seconds: a tenth of the amount first, not measured.
+      const warmup = Math.round(s.rssRequests / RSS_WARMUP_FRACTION);
+      await mix(warmup, s.rssSeconds * 1000, progressFor(`RSS: warm-up, ${fmtInt(warmup)} requests`, undefined, warmup));
       await sleep(500);
       const before = memoryOf(app.pid);
-      const run: RunStats = await fixedAmount({
-        port: app.port,
-        connections: s.connections,
-        amount: s.rssRequests,
-        hardLimitMs: s.rssSeconds * 1000,
-        requests: [
-          { path: '/api/me', headers: { authorization: `Bearer ${fixture.token}` }, expect: (b) => b === fixture!.meBody },
-          { path: '/auth/token', headers: { ...PROXY_HEADERS, cookie: fixture.cookie }, expect: (b) => b.includes('"token_type":"Bearer"') },
-        ],
-        progress: progressFor(phase, undefined, s.rssRequests),
-      });
-      await sleep(500);
+      // Every half second: the young generation makes RSS swing by tens of MB between
+      // scavenges, so single readings say more about the GC's phase than about a leak.
+      const t0 = performance.now();
+      const series: { ms: number; rss: number }[] = [];
+      const sampler = setInterval(() => {
+        const m = memoryOf(app!.pid);
+        if (m) series.push({ ms: Math.round(performance.now() - t0), rss: m.rss });
+      }, RSS_SAMPLE_MS);
+      const phase = `RSS: ${fmtInt(s.rssRequests)} requests`;
+      const run: RunStats = await mix(s.rssRequests, s.rssSeconds * 1000, progressFor(phase, undefined, s.rssRequests));
+      clearInterval(sampler);
       const after = memoryOf(app.pid);
-      memory = {
+      memory = memoryReport({
         requests: run.requests,
         planned: s.rssRequests,
+        warmup,
         mix: 'alternating GET /api/me and GET /auth/token',
         idleAfterSetup: idleAfterSetup?.rss ?? null,
         before: before?.rss ?? null,
         after: after?.rss ?? null,
-        growth: before && after ? after.rss - before.rss : null,
         peak: after?.hwm ?? null,
+        series,
         run,
-      };
+      });
     }
 
     // -- stop everything; the app must shut down cleanly on SIGTERM
