@@ -66,7 +66,7 @@ const SCENARIOS = ['floor', 'ceiling', 'me', 'token', 'login', 'rss'] as const;
 /** The RSS run is preceded by 1/N of its amount, not measured. */
 const RSS_WARMUP_FRACTION = 10;
 /** How often RSS is read during the RSS run. */
-const RSS_SAMPLE_MS = 500;
+const RSS_SAMPLE_MS = 100;
 
 const USAGE = `usage: npm run bench [-- options]
   --quick              short run (< 1 minute): 3 rounds of 1 s, 10,000 requests (at most 8 s) for RSS
@@ -475,7 +475,7 @@ async function main(): Promise<number> {
       await mix(warmup, s.rssSeconds * 1000, progressFor(`RSS: warm-up, ${fmtInt(warmup)} requests`, undefined, warmup));
       await sleep(500);
       const before = memoryOf(app.pid);
-      // Every half second: the young generation makes RSS swing by tens of MB between
+      // Every 100 ms: the young generation makes RSS swing by tens of MB between
       // scavenges, so single readings say more about the GC's phase than about a leak.
       const t0 = performance.now();
       const series: { ms: number; rss: number }[] = [];
