@@ -4,7 +4,7 @@
  * function of the results object; the SVG is self-contained (no scripts, no
  * external fonts or styles).
  */
-import { fmtRatio, median, ratio, TARGET_LABELS, type Medians, type Round, type TargetId } from './report.js';
+import { APP_TARGETS, fmtRatio, median, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
 import type { GitInfo, Machine, Settings } from './run.js';
 
 /** The parts of a results object (bench/results.json) that the chart reads. */
@@ -27,7 +27,7 @@ interface Row {
 }
 
 /** Bars top to bottom; a target missing from the run has no bar. */
-const ORDER: TargetId[] = ['floor', 'me', 'token', 'ceiling'];
+const ORDER: TargetId[] = ['floor', 'me', 'uncached', 'token', 'ceiling'];
 /** The goals of issue 6, as ratios to the Express floor. */
 const GOALS: Partial<Record<TargetId, number>> = { me: 0.8, token: 0.3 };
 /** The axis stops here; a longer bar (the node:http ceiling, often ~4×) is cut and says so. */
@@ -58,7 +58,7 @@ function rowsOf(r: ChartInput): Row[] {
     const rounds = r.rounds.map((x) => ratio(x.throughput[id], x.throughput.floor)).filter((v) => Number.isFinite(v));
     if (rounds.length === 0) return [];
     // results.json stores NaN as null: fall back to the median of the rounds.
-    const stored: unknown = id === 'me' || id === 'token' ? r.medians.ratios[id]?.express : undefined;
+    const stored: unknown = (APP_TARGETS as readonly TargetId[]).includes(id) ? r.medians.ratios[id as AppTargetId]?.express : undefined;
     const value = typeof stored === 'number' && Number.isFinite(stored) ? stored : median(rounds);
     return [{ id, value, rounds, goal: GOALS[id] }];
   });

@@ -4,14 +4,19 @@
  */
 import type { LoginStats, RunStats } from './scenarios.js';
 
-export type TargetId = 'floor' | 'ceiling' | 'me' | 'token';
+export type TargetId = 'floor' | 'ceiling' | 'me' | 'uncached' | 'token';
 
 export const TARGET_LABELS: Record<TargetId, string> = {
   floor: 'express floor: fixed JSON',
   ceiling: 'node:http + HS256 ceiling',
   me: 'app GET /api/me (bearer)',
+  uncached: 'same, revocation cache off',
   token: 'app GET /auth/token (cookie)',
 };
+
+/** The app's targets: each gets ratios to both baselines. */
+export const APP_TARGETS = ['me', 'uncached', 'token'] as const;
+export type AppTargetId = (typeof APP_TARGETS)[number];
 
 export interface Round {
   round: number;
@@ -79,7 +84,7 @@ export function memoryReport(m: MemoryReadings): MemoryReport {
 export interface Medians {
   throughput: Partial<Record<TargetId, { rps: number; p50: number; p99: number }>>;
   /** Median over rounds of the per-round ratio app ÷ baseline. */
-  ratios: Partial<Record<'me' | 'token', { express: number; http: number }>>;
+  ratios: Partial<Record<AppTargetId, { express: number; http: number }>>;
   login?: { loginsPerSecond: number; postP50: number; postP99: number };
   healthz?: { p50: number; p99: number; worstP99: number };
   healthzIdle?: { p50: number; p99: number };
@@ -115,7 +120,7 @@ export function computeMedians(rounds: readonly Round[]): Medians {
     if (runs.length === 0) continue;
     out.throughput[id] = { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.latency.p50)), p99: median(runs.map((r) => r.latency.p99)) };
   }
-  for (const id of ['me', 'token'] as const) {
+  for (const id of APP_TARGETS) {
     const express = rounds.map((r) => ratio(r.throughput[id], r.throughput.floor));
     const http = rounds.map((r) => ratio(r.throughput[id], r.throughput.ceiling));
     if (express.some(Number.isFinite) || http.some(Number.isFinite)) out.ratios[id] = { express: median(express), http: median(http) };
@@ -161,6 +166,7 @@ export function countErrors(rounds: readonly Round[], memory: MemoryReport | und
     addErrors(baselines, r.throughput.floor);
     addErrors(baselines, r.throughput.ceiling);
     addErrors(app, r.throughput.me);
+    addErrors(app, r.throughput.uncached);
     addErrors(app, r.throughput.token);
     addErrors(app, r.login);
     addErrors(app, r.healthz);
@@ -245,7 +251,7 @@ export function renderReport(r: ReportInput): string {
         ids.map((id) => {
           const m = r.medians.throughput[id]!;
           const runs = r.rounds.map((x) => x.throughput[id]).filter((x): x is RunStats => !!x);
-          const ratios = id === 'me' || id === 'token' ? r.medians.ratios[id] : undefined;
+          const ratios = (APP_TARGETS as readonly TargetId[]).includes(id) ? r.medians.ratios[id as AppTargetId] : undefined;
           const vsExpress = id === 'floor' ? 1 : id === 'ceiling' ? median(r.rounds.map((x) => ratio(x.throughput.ceiling, x.throughput.floor))) : ratios?.express ?? NaN;
           const vsHttp = id === 'ceiling' ? 1 : id === 'floor' ? median(r.rounds.map((x) => ratio(x.throughput.floor, x.throughput.ceiling))) : ratios?.http ?? NaN;
           const e = runs.reduce((a, x) => [a[0]! + x.errors, a[1]! + x.non2xx, a[2]! + x.mismatches], [0, 0, 0]);

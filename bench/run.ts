@@ -62,7 +62,9 @@ export interface Settings {
   maxTotalSeconds: number;
 }
 
-const SCENARIOS = ['floor', 'ceiling', 'me', 'token', 'login', 'rss'] as const;
+const SCENARIOS = ['floor', 'ceiling', 'me', 'uncached', 'token', 'login', 'rss'] as const;
+/** What runs without --only: all but `uncached`, the revocation cache's cost, which is asked for. */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((x) => x !== 'uncached');
 /** The RSS run is preceded by 1/N of its amount, not measured. */
 const RSS_WARMUP_FRACTION = 10;
 /** How often RSS is read during the RSS run. */
@@ -76,7 +78,8 @@ const USAGE = `usage: npm run bench [-- options]
   --login-duration S   seconds of each sign-in storm (default 6, quick 3)
   --rss-requests N     requests between the two RSS readings (default 100000, quick 10000)
   --rss-seconds S      time limit of the RSS run (default 60, quick 8)
-  --only LIST          comma list of ${SCENARIOS.join(',')} (default: all)
+  --only LIST          comma list of ${SCENARIOS.join(',')} (default: all but uncached;
+                       uncached = /api/me on a second instance with REVOCATION_CACHE_TTL=0)
   --log-level L        the app's LOG_LEVEL (default warn)
   --cpu-prof DIR       run the app under node --cpu-prof, profiles written to DIR
   --out FILE           results file (default bench/results.json); the chart goes next to it as .svg
@@ -97,7 +100,7 @@ function parseArgs(argv: string[]): Settings {
     rssRequests: quick ? 10_000 : 100_000,
     rssSeconds: quick ? 8 : 60,
     logLevel: 'warn',
-    only: new Set(SCENARIOS),
+    only: new Set(DEFAULT_SCENARIOS),
     out: path.join(root, 'bench', 'results.json'),
     cpuProf: null,
     strict: false,
@@ -165,7 +168,7 @@ function parseArgs(argv: string[]): Settings {
     }
   }
   // Worst case of the rounds plus setup, RSS and slack; the full run stays under 5 minutes.
-  s.maxTotalSeconds = Math.max(s.maxTotalSeconds, 60 + s.rounds * (5 * s.seconds + s.loginSeconds + 20) + s.rssSeconds + 60);
+  s.maxTotalSeconds = Math.max(s.maxTotalSeconds, 60 + s.rounds * (6 * s.seconds + s.loginSeconds + 20) + s.rssSeconds + 60);
   return s;
 }
 
@@ -358,36 +361,43 @@ async function main(): Promise<number> {
   const baseEnv = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmp, TMPDIR: os.tmpdir() };
   const children: Child[] = [];
   const wants = (x: string) => s.only.has(x);
-  const appNeeded = ['me', 'token', 'login', 'rss'].some(wants);
+  const appNeeded = ['me', 'uncached', 'token', 'login', 'rss'].some(wants);
 
   try {
     // -- start
     let app: Child | undefined;
+    let uncachedApp: Child | undefined;
     if (appNeeded) {
       status('starting the app (production, fresh SQLite file)');
+      const appEnv = {
+        ...baseEnv,
+        NODE_ENV: 'production',
+        DATABASE_URL: `sqlite:${path.join(tmp, 'bench.sqlite')}`,
+        LOG_LEVEL: s.logLevel,
+        JWT_SECRET_KEY: secret(),
+        SESSION_SECRET: secret(),
+        TRUST_PROXY: 'loopback',
+      };
       const port = await freePort();
       const nodeArgs = s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${s.cpuProf}`] : [];
-      app = await startNode({
-        name: 'app',
-        args: [...nodeArgs, serverJs],
-        cwd: root,
-        env: {
-          ...baseEnv,
-          NODE_ENV: 'production',
-          PORT: String(port),
-          DATABASE_URL: `sqlite:${path.join(tmp, 'bench.sqlite')}`,
-          LOG_LEVEL: s.logLevel,
-          JWT_SECRET_KEY: secret(),
-          SESSION_SECRET: secret(),
-          TRUST_PROXY: 'loopback',
-          // To measure the cost of the revocation check: BENCH_REVOCATION_CACHE_TTL=0 turns its cache off.
-          ...(process.env.BENCH_REVOCATION_CACHE_TTL ? { REVOCATION_CACHE_TTL: process.env.BENCH_REVOCATION_CACHE_TTL } : {}),
-        },
-        port,
-        readyPath: '/readyz',
-        readyTimeoutMs: 60_000,
-      });
+      app = await startNode({ name: 'app', args: [...nodeArgs, serverJs], cwd: root, env: { ...appEnv, PORT: String(port) }, port, readyPath: '/readyz', readyTimeoutMs: 60_000 });
       children.push(app);
+      if (wants('uncached')) {
+        // A second instance on the same database file and keys, without the revocation cache:
+        // the same token, checked against the database (two indexed lookups) on every call.
+        status('starting a second app instance with REVOCATION_CACHE_TTL=0');
+        const uncachedPort = await freePort();
+        uncachedApp = await startNode({
+          name: 'app, revocation cache off',
+          args: [serverJs],
+          cwd: root,
+          env: { ...appEnv, PORT: String(uncachedPort), REVOCATION_CACHE_TTL: '0' },
+          port: uncachedPort,
+          readyPath: '/readyz',
+          readyTimeoutMs: 60_000,
+        });
+        children.push(uncachedApp);
+      }
     }
     let floor: Child | undefined;
     let ceiling: Child | undefined;
@@ -418,6 +428,7 @@ async function main(): Promise<number> {
     if (floor) targets.push({ id: 'floor', port: floor.port, path: '/api/me', headers: {}, expect: floorBody });
     if (ceiling) targets.push({ id: 'ceiling', port: ceiling.port, path: '/api/me', headers: ceilingHeaders, expect: JSON.stringify({ id: '1', username: 'bench_ceiling', roles: [] }) });
     if (app && fixture && wants('me')) targets.push({ id: 'me', port: app.port, path: '/api/me', headers: { authorization: `Bearer ${fixture.token}` }, expect: fixture.meBody });
+    if (uncachedApp && fixture) targets.push({ id: 'uncached', port: uncachedApp.port, path: '/api/me', headers: { authorization: `Bearer ${fixture.token}` }, expect: fixture.meBody });
     if (app && fixture && wants('token')) {
       targets.push({ id: 'token', port: app.port, path: '/auth/token', headers: { ...PROXY_HEADERS, cookie: fixture.cookie }, expect: (b: string) => b.startsWith('{"token":"ey') && b.includes('"token_type":"Bearer"') });
     }
