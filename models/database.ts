@@ -49,6 +49,15 @@ interface SqliteHandle {
   run(sql: string, params: unknown[], cb: (err: Error | null) => void): void;
 }
 
+interface SqliteConnectionManager {
+  getConnection(options?: unknown): Promise<SqliteHandle>;
+}
+
+/** Sequelize's SQLite connection manager, typed for what this file uses (the shared connection). */
+function sqliteManager(sequelize: Sequelize): SqliteConnectionManager {
+  return sequelize.connectionManager as unknown as SqliteConnectionManager;
+}
+
 const SESSION_DATA_SQL = 'SELECT data FROM sessions WHERE sid = ?';
 
 /**
@@ -147,11 +156,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 function sessionDataReader(sequelize: Sequelize): (sid: string) => Promise<string | null> {
   if (sequelize.getDialect() !== 'sqlite') {
     return async (sid) => {
-      const rows = await sequelize.query<{ data: string }>('SELECT data FROM sessions WHERE sid = :sid', { replacements: { sid }, type: QueryTypes.SELECT });
+      const rows = await sequelize.query<{ data: string }>(SESSION_DATA_SQL, { replacements: [sid], type: QueryTypes.SELECT });
       return rows[0]?.data ?? null;
     };
   }
-  const manager = sequelize.connectionManager as unknown as { getConnection(options?: unknown): Promise<SqliteHandle> };
+  const manager = sqliteManager(sequelize);
   return async (sid) => {
     // The shared connection (configured by configureSqliteConnections), not a transaction's.
     const connection = await manager.getConnection();
@@ -174,7 +183,7 @@ function rowInserter(sequelize: Sequelize): Database['insertRows'] {
       if (rows.length > 0) await sequelize.getQueryInterface().bulkInsert(table, rows.map((row) => ({ ...row })));
     };
   }
-  const manager = sequelize.connectionManager as unknown as { getConnection(options?: unknown): Promise<SqliteHandle> };
+  const manager = sqliteManager(sequelize);
   const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
   return async (table, rows) => {
     const columns = Object.keys(rows[0] ?? {});
@@ -201,9 +210,7 @@ export function sqliteValue(value: SqlValue): string | number | null {
  * failing with SQLITE_BUSY when several connections or processes write.
  */
 function configureSqliteConnections(sequelize: Sequelize, inMemory: boolean): void {
-  const manager = sequelize.connectionManager as unknown as {
-    getConnection(options?: unknown): Promise<SqliteHandle>;
-  };
+  const manager = sqliteManager(sequelize);
   const getConnection = manager.getConnection.bind(manager);
   const configured = new WeakSet<SqliteHandle>();
   manager.getConnection = async (options?: unknown) => {

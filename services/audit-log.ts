@@ -1,6 +1,6 @@
-import { Op, type InferCreationAttributes } from 'sequelize';
+import { Op } from 'sequelize';
 import type { AuditEventModel, AuditEventName, AuditEventRow } from '../models/audit-event.js';
-import type { Database } from '../models/database.js';
+import type { Database, SqlValue } from '../models/database.js';
 
 /** Who did something and from where; `ip` and `userAgent` are null for the command line. */
 export interface AuditActor {
@@ -21,10 +21,20 @@ export interface AuditEntry {
 /** Most rows in one INSERT; a longer queue is written in several (SQLite's statement limits stay far away). */
 export const MAX_BATCH_ROWS = 500;
 
-type AuditRecord = Omit<InferCreationAttributes<AuditEventRow>, 'id'>;
+/** One `audit_events` row as written: column names, not model attributes (the INSERT bypasses the model). */
+interface AuditColumns {
+  [column: string]: SqlValue;
+  at: Date;
+  event: AuditEventName;
+  user_id: number | null;
+  username: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  detail: string | null;
+}
 
 interface Batch {
-  rows: AuditRecord[];
+  rows: AuditColumns[];
   done: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -62,10 +72,10 @@ export class AuditLog {
     batch.rows.push({
       at: new Date(this.now()),
       event,
-      userId: actor.userId ?? null,
+      user_id: actor.userId ?? null,
       username: actor.username?.slice(0, 64) ?? null,
       ip: actor.ip?.slice(0, 64) ?? null,
-      userAgent: actor.userAgent?.slice(0, 512) ?? null,
+      user_agent: actor.userAgent?.slice(0, 512) ?? null,
       detail: detail?.slice(0, 512) ?? null,
     });
     if (!this.writing && !this.scheduled) {
@@ -96,9 +106,8 @@ export class AuditLog {
     const batch = this.queue.shift();
     if (!batch) return;
     this.writing = true;
-    const rows = batch.rows.map((r) => ({ at: r.at, event: r.event, user_id: r.userId, username: r.username, ip: r.ip, user_agent: r.userAgent, detail: r.detail }));
     // A plain multi-row INSERT: model instances for append-only rows are pure overhead.
-    this.insertRows('audit_events', rows)
+    this.insertRows('audit_events', batch.rows)
       .then(() => batch.resolve(), batch.reject)
       .finally(() => {
         this.writing = false;

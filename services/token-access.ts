@@ -35,7 +35,7 @@ export class TokenAccess {
     let user = this.users.cachedActive(id);
     let revoked = this.revokedCache?.get(claims.sid)?.revoked;
     if (user === undefined || revoked === undefined) {
-      [user, revoked] = await Promise.all([user === undefined ? this.users.findActiveById(id) : user, revoked ?? this.isRevoked(claims.sid)]);
+      [user, revoked] = await Promise.all([user === undefined ? this.users.findActiveById(id) : user, revoked ?? this.fetchRevoked(claims.sid)]);
     }
     if (!user) throw BearerError.invalid('The token user is unknown or disabled');
     if (revoked) throw BearerError.invalid('The session this token came from has ended');
@@ -46,9 +46,8 @@ export class TokenAccess {
     return user;
   }
 
-  private async isRevoked(publicId: string): Promise<boolean> {
-    const cached = this.revokedCache?.get(publicId);
-    if (cached) return cached.revoked;
+  /** Asks the database (after `check` found no cached answer) and caches the answer. */
+  private async fetchRevoked(publicId: string): Promise<boolean> {
     const revoked = await this.sessions.isRevoked(publicId);
     this.revokedCache?.set(publicId, { revoked });
     return revoked;
