@@ -29,6 +29,12 @@ export interface Round {
   healthzIdle?: RunStats;
 }
 
+/** One RSS reading: bytes, at `ms` since the first measured request. */
+export interface RssSample {
+  ms: number;
+  rss: number;
+}
+
 /** What bench/run.ts measured around the RSS run (bytes; `series` ms since its first request). */
 export interface MemoryReadings {
   /** Requests completed in the measured run. */
@@ -43,7 +49,7 @@ export interface MemoryReadings {
   before: number | null;
   after: number | null;
   peak: number | null;
-  series: { ms: number; rss: number }[];
+  series: RssSample[];
   run: RunStats;
 }
 
@@ -66,12 +72,8 @@ export interface MemoryReport extends MemoryReadings {
  */
 export function memoryReport(m: MemoryReadings): MemoryReport {
   const end = m.series.at(-1)?.ms ?? 0;
-  const lowest = (from: number, to: number) => {
-    const window = m.series.filter((p) => p.ms >= from && p.ms <= to).map((p) => p.rss);
-    return window.length > 0 ? Math.min(...window) : null;
-  };
-  const troughFirst = lowest(0, end / 5);
-  const troughLast = lowest(end - end / 5, end);
+  const troughFirst = lowestBetween(m.series, 0, end / 5);
+  const troughLast = lowestBetween(m.series, end - end / 5, end);
   return {
     ...m,
     troughFirst,
@@ -310,14 +312,20 @@ export function renderReport(r: ReportInput): string {
 }
 
 /** The lowest reading of each tenth of a series (its GC troughs): a leak shows as a steady climb. */
-function tenths(series: readonly { ms: number; rss: number }[]): number[] {
+function tenths(series: readonly RssSample[]): number[] {
   const end = series.at(-1)?.ms ?? 0;
   const out: number[] = [];
   for (let i = 0; i < 10; i += 1) {
-    const window = series.filter((p) => p.ms >= (end * i) / 10 && p.ms <= (end * (i + 1)) / 10).map((p) => p.rss);
-    if (window.length > 0) out.push(Math.min(...window));
+    const low = lowestBetween(series, (end * i) / 10, (end * (i + 1)) / 10);
+    if (low !== null) out.push(low);
   }
   return out;
+}
+
+/** The lowest RSS read from `from` to `to` ms (inclusive), or null when none was. */
+function lowestBetween(series: readonly RssSample[], from: number, to: number): number | null {
+  const window = series.filter((p) => p.ms >= from && p.ms <= to).map((p) => p.rss);
+  return window.length > 0 ? Math.min(...window) : null;
 }
 
 function fmtGoalRatio(value: number): string {

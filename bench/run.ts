@@ -28,6 +28,7 @@ import {
   memoryReport,
   TARGET_LABELS,
   type MemoryReport,
+  type RssSample,
   type Round,
   type TargetId,
 } from './report.js';
@@ -489,7 +490,7 @@ async function main(): Promise<number> {
       // Every 100 ms: the young generation makes RSS swing by tens of MB between
       // scavenges, so single readings say more about the GC's phase than about a leak.
       const t0 = performance.now();
-      const series: { ms: number; rss: number }[] = [];
+      const series: RssSample[] = [];
       const sampler = setInterval(() => {
         const m = memoryOf(app!.pid);
         if (m) series.push({ ms: Math.round(performance.now() - t0), rss: m.rss });
