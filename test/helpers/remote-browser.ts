@@ -17,9 +17,13 @@ export interface Reply {
 export class RemoteBrowser {
   private readonly cookies = new Map<string, string>();
 
+  /** `headers` go with every request unless the request sets them itself. */
+  constructor(private readonly headers: Record<string, string> = {}) {}
+
   async request(url: string, init: RequestInit = {}): Promise<Reply> {
-    const headers = new Headers(init.headers);
-    if (this.cookies.size > 0) headers.set('Cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    const headers = new Headers({ ...this.headers });
+    new Headers(init.headers).forEach((value, name) => headers.set(name, value));
+    if (this.cookies.size > 0) headers.set('Cookie', this.cookieHeader());
     const res = await fetch(url, { ...init, headers, redirect: 'manual', signal: init.signal ?? AbortSignal.timeout(20_000) });
     for (const line of res.headers.getSetCookie()) {
       const [pair, ...attrs] = line.split(';');
@@ -33,9 +37,14 @@ export class RemoteBrowser {
     return { status: res.status, headers: res.headers, text: await res.text() };
   }
 
+  /** The `Cookie` header this browser sends, e.g. for a load generator to send the same. */
+  cookieHeader(): string {
+    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+
   /** Another browser holding a copy of this one's cookies (a stolen cookie). */
   clone(): RemoteBrowser {
-    const copy = new RemoteBrowser();
+    const copy = new RemoteBrowser(this.headers);
     for (const [k, v] of this.cookies) copy.cookies.set(k, v);
     return copy;
   }
