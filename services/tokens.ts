@@ -6,21 +6,6 @@ import type { Config } from '../config.js';
 import { BearerError } from '../errors.js';
 import type { PublicUser } from './users.js';
 
-/** The claims of every access token this app mints. Typed once, used everywhere. */
-export interface AccessTokenClaims {
-  /** User id, as a string (RFC 7519 StringOrURI). */
-  sub: string;
-  username: string;
-  roles: string[];
-  /** Public id of the session the token was minted from (never the cookie value). */
-  sid: string;
-  jti: string;
-  iat: number;
-  exp: number;
-  iss: string;
-  aud: string;
-}
-
 export interface MintedToken {
   token: string;
   claims: AccessTokenClaims;
@@ -32,17 +17,33 @@ export const MAX_TOKEN_LENGTH = 4096;
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
+/**
+ * The claims of every access token this app mints, checked on every verify.
+ * The one declaration: {@link AccessTokenClaims} is inferred from it.
+ */
 const claimsSchema = z.object({
+  /** User id, as a string (RFC 7519 StringOrURI): a positive integer without leading zeros. */
   sub: z.string().regex(/^[1-9]\d{0,15}$/),
+  /** The username when the token was minted (display only: the API reads the current one). */
   username: z.string().min(1).max(256),
+  /** The user's roles when the token was minted. */
   roles: z.array(z.string().max(64)).max(64),
+  /** Public id of the session the token was minted from (never the cookie value). */
   sid: z.string().min(1).max(64),
+  /** The token's own id (a random UUID), recorded in the audit log. */
   jti: z.string().min(1).max(64),
+  /** Issued at, in whole seconds since the epoch. */
   iat: z.number().int(),
+  /** Expires at, in whole seconds since the epoch (`iat` + the configured lifetime). */
   exp: z.number().int(),
+  /** Issuer: `JWT_ISSUER`. */
   iss: z.string(),
+  /** Audience: `JWT_AUDIENCE`. */
   aud: z.string(),
 });
+
+/** The claims of every access token this app mints. Typed once, from {@link claimsSchema}. */
+export type AccessTokenClaims = z.infer<typeof claimsSchema>;
 
 /** Header members we produce; anything else (kid, jku, jwk, x5u, x5c, crit …) is refused, never followed. */
 const ALLOWED_HEADER_KEYS = new Set(['alg', 'typ']);
