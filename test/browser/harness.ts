@@ -1,27 +1,12 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
-import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { projectRoot } from '../../paths.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-
-/**
- * Browser tests drive Debian's Chromium, never a downloaded browser.
- * CHROMIUM_PATH exists only to prove the failure message (point it at nothing).
- */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
+import { resolveChromium, startChromium, type ChromiumChoice } from '../helpers/chromium.js';
 
 export const PHONE = { width: 390, height: 844 } as const;
 export const DESKTOP = { width: 1280, height: 800 } as const;
@@ -29,41 +14,28 @@ export const DESKTOP = { width: 1280, height: 800 } as const;
 export const ARTIFACTS = path.join(projectRoot, 'test-artifacts');
 export const SCREENSHOTS = path.join(ARTIFACTS, 'screenshots');
 
-/** An error mocha prints as exactly one line (no stack). */
-function oneLineError(message: string): Error {
-  const err = new Error(message);
-  err.stack = `Error: ${message}`;
-  return err;
-}
-
-function firstLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  // Playwright's messages start with "browserType.launch: <reason>" followed by a call log.
-  return (text.split('\n').find((line) => line.trim() !== '') ?? text).trim();
-}
-
 export interface ChromiumHandle {
   browser: Browser;
   close(): Promise<void>;
 }
 
+let choosing: Promise<ChromiumChoice> | undefined;
+let announced = false;
+
 /**
  * Starts headless Chromium with a fresh profile, or fails with one clear line
- * saying why: a missing browser is a failure, never a silent skip.
+ * saying why. The browser is chosen once per test run (see
+ * {@link resolveChromium}), and the first launch prints which one runs.
  */
 export async function launchChromium(): Promise<ChromiumHandle> {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw oneLineError(
-      `Chromium could not start: ${CHROMIUM_PATH} is missing (install Debian's package: apt-get install -y chromium; bash .ci/run does it)`,
-    );
+  choosing ??= resolveChromium();
+  const choice = await choosing;
+  const browser = await startChromium(choice);
+  if (!announced) {
+    announced = true;
+    process.stdout.write(`browser: Chromium ${browser.version()} from ${choice.origin}\n`);
   }
-  try {
-    // launch() gives every run a fresh temporary profile (user-data-dir) and removes it on close.
-    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS, timeout: 20_000 });
-    return { browser, close: () => browser.close().catch(() => undefined) };
-  } catch (err) {
-    throw oneLineError(`Chromium could not start from ${CHROMIUM_PATH}: ${firstLine(err)}`);
-  }
+  return { browser, close: () => browser.close().catch(() => undefined) };
 }
 
 export interface LiveApp {
