@@ -1,17 +1,28 @@
 /**
- * The catalogue of errors the app raises on purpose. `expose` errors show their
- * message to the client; anything else becomes a generic 500 and is logged.
+ * The catalogue of errors the app raises on purpose, one subclass per case.
+ *
+ * Each has a stable UPPER_SNAKE `code` for code and logs, and a `publicCode`:
+ * the `error` member of a JSON answer, which API clients and the contract rely
+ * on. The public code is the lower-case form of the code (`INVALID_TOKEN` ->
+ * `invalid_token`, as RFC 6750 names it), so the two cannot drift apart.
+ *
+ * `expose` errors show their message to the client; the message of any other
+ * becomes a generic one (and the error is logged).
  */
 export class AppError extends Error {
   override name = 'AppError';
+  /** The `error` member of a JSON answer (`invalid_token`, `csrf_failed` …). */
+  readonly publicCode: string;
   readonly expose: boolean;
   constructor(
+    /** Stable UPPER_SNAKE identifier, e.g. `INVALID_TOKEN`. */
     readonly code: string,
     readonly status: number,
     message: string,
     readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
+    this.publicCode = code.toLowerCase();
     this.expose = status < 500;
   }
 }
@@ -19,21 +30,56 @@ export class AppError extends Error {
 export class BadRequestError extends AppError {
   override name = 'BadRequestError';
   constructor(message = 'The request is not valid.') {
-    super('bad_request', 400, message);
+    super('BAD_REQUEST', 400, message);
+  }
+}
+
+/**
+ * A client error (4xx) raised by a library (a malformed URL, an aborted body …)
+ * whose status we keep but whose message we do not show.
+ */
+export class RejectedRequestError extends AppError {
+  override name = 'RejectedRequestError';
+  constructor(status: number) {
+    super('BAD_REQUEST', status, 'The request is not valid.');
   }
 }
 
 export class NotFoundError extends AppError {
   override name = 'NotFoundError';
   constructor(message = 'Nothing lives at this address.') {
-    super('not_found', 404, message);
+    super('NOT_FOUND', 404, message);
   }
 }
 
 export class ForbiddenError extends AppError {
   override name = 'ForbiddenError';
-  constructor(code = 'forbidden', message = 'You may not do this.') {
-    super(code, 403, message);
+  constructor(message = 'You may not do this.') {
+    super('FORBIDDEN', 403, message);
+  }
+}
+
+/** A state-changing request without a valid `_csrf` token. */
+export class CsrfError extends AppError {
+  override name = 'CsrfError';
+  constructor() {
+    super('CSRF_FAILED', 403, 'This form has expired or did not come from this site. Reload the page and try again.');
+  }
+}
+
+/** A body over the limit. */
+export class PayloadTooLargeError extends AppError {
+  override name = 'PayloadTooLargeError';
+  constructor() {
+    super('PAYLOAD_TOO_LARGE', 413, 'The request body is too large.');
+  }
+}
+
+/** A body in a content encoding or charset we do not read. */
+export class UnsupportedMediaTypeError extends AppError {
+  override name = 'UnsupportedMediaTypeError';
+  constructor() {
+    super('UNSUPPORTED_MEDIA_TYPE', 415, 'The request body encoding is not supported.');
   }
 }
 
@@ -41,7 +87,7 @@ export class ForbiddenError extends AppError {
 export class NotSignedInError extends AppError {
   override name = 'NotSignedInError';
   constructor() {
-    super('not_signed_in', 401, 'Sign in first.', { 'WWW-Authenticate': 'Cookie realm="token-bridge"' });
+    super('NOT_SIGNED_IN', 401, 'Sign in first.', { 'WWW-Authenticate': 'Cookie realm="token-bridge"' });
   }
 }
 
@@ -49,14 +95,14 @@ export class NotSignedInError extends AppError {
 export class BearerError extends AppError {
   override name = 'BearerError';
   static missing(): BearerError {
-    return new BearerError('unauthorized', 401, 'A bearer token is required.', 'Bearer realm="api"');
+    return new BearerError('UNAUTHORIZED', 401, 'A bearer token is required.', 'Bearer realm="api"');
   }
   static invalid(description: string): BearerError {
-    return new BearerError('invalid_token', 401, description,
+    return new BearerError('INVALID_TOKEN', 401, description,
       `Bearer realm="api", error="invalid_token", error_description="${description}"`);
   }
   static insufficientScope(role: string): BearerError {
-    return new BearerError('insufficient_scope', 403, `This needs the ${role} role.`,
+    return new BearerError('INSUFFICIENT_SCOPE', 403, `This needs the ${role} role.`,
       `Bearer realm="api", error="insufficient_scope", error_description="requires role ${role}", scope="${role}"`);
   }
   private constructor(code: string, status: number, message: string, challenge: string) {
@@ -67,7 +113,33 @@ export class BearerError extends AppError {
 /** The database could not be reached; the client may retry. */
 export class ServiceUnavailableError extends AppError {
   override name = 'ServiceUnavailableError';
+  // Written for the client, and it tells them to retry: shown although it is a 5xx.
+  override readonly expose = true;
   constructor() {
-    super('service_unavailable', 503, 'The service is briefly unavailable. Try again shortly.', { 'Retry-After': '5' });
+    super('SERVICE_UNAVAILABLE', 503, 'The service is briefly unavailable. Try again shortly.', { 'Retry-After': '5' });
+  }
+}
+
+/** Anything that was not raised on purpose: the client sees only this. */
+export class InternalError extends AppError {
+  override name = 'InternalError';
+  constructor() {
+    super('INTERNAL_ERROR', 500, 'Something went wrong on our side.');
+  }
+}
+
+/** An operator named an account that does not exist (users CLI, admin actions). */
+export class UnknownUserError extends AppError {
+  override name = 'UnknownUserError';
+  constructor(username: string) {
+    super('UNKNOWN_USER', 404, `no user named ${JSON.stringify(username)}`);
+  }
+}
+
+/** A role name that breaks the rules of `ROLE_PATTERN` (services/user-admin.ts). */
+export class InvalidRoleError extends AppError {
+  override name = 'InvalidRoleError';
+  constructor(role: string) {
+    super('INVALID_ROLE', 400, `invalid role ${JSON.stringify(role)}: use lower-case letters, digits, - and _ (at most 32)`);
   }
 }

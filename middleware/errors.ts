@@ -1,35 +1,35 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
-import { AppError, NotFoundError } from '../errors.js';
+import {
+  AppError,
+  BadRequestError,
+  CsrfError,
+  InternalError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RejectedRequestError,
+  ServiceUnavailableError,
+  UnsupportedMediaTypeError,
+} from '../errors.js';
 import { isDatabaseUnavailable } from '../models/database.js';
 
-interface ErrorView {
-  status: number;
-  code: string;
-  message: string;
-  headers: Readonly<Record<string, string>>;
-}
-
-const GENERIC: ErrorView = { status: 500, code: 'internal_error', message: 'Something went wrong on our side.', headers: {} };
-
-/** Maps anything thrown to what the client may see. Unknown errors never leak their message. */
-export function describeError(err: unknown): ErrorView {
-  if (err instanceof AppError) return { status: err.status, code: err.code, message: err.message, headers: err.headers };
-  if (isDatabaseUnavailable(err)) {
-    return { status: 503, code: 'service_unavailable', message: 'The service is briefly unavailable. Try again shortly.', headers: { 'Retry-After': '5' } };
-  }
-  const e = err as { status?: unknown; expose?: unknown; type?: unknown; code?: unknown } | null;
+/**
+ * Maps anything thrown to an error of the catalogue: ours as they are, the
+ * foreign ones (body-parser's, csrf-sync's, the database's) to the matching
+ * case, anything else to {@link InternalError}. A foreign error's own message
+ * never reaches the client.
+ */
+export function describeError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (isDatabaseUnavailable(err)) return new ServiceUnavailableError();
+  const e = err as { status?: unknown; type?: unknown; code?: unknown } | null;
   if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-    if (e.code === 'EBADCSRFTOKEN') {
-      return { status: 403, code: 'csrf_failed', message: 'This form has expired or did not come from this site. Reload the page and try again.', headers: {} };
-    }
-    if (e.type === 'entity.too.large') return { status: 413, code: 'payload_too_large', message: 'The request body is too large.', headers: {} };
-    if (e.type === 'entity.parse.failed') return { status: 400, code: 'bad_request', message: 'The request body is not valid JSON.', headers: {} };
-    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
-      return { status: 415, code: 'unsupported_media_type', message: 'The request body encoding is not supported.', headers: {} };
-    }
-    return { status: e.status, code: 'bad_request', message: 'The request is not valid.', headers: {} };
+    if (e.code === 'EBADCSRFTOKEN') return new CsrfError();
+    if (e.type === 'entity.too.large') return new PayloadTooLargeError();
+    if (e.type === 'entity.parse.failed') return new BadRequestError('The request body is not valid JSON.');
+    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return new UnsupportedMediaTypeError();
+    return new RejectedRequestError(e.status);
   }
-  return GENERIC;
+  return new InternalError();
 }
 
 /** JSON for API clients and the token endpoint; HTML pages for browsers. */
@@ -39,6 +39,9 @@ export function wantsJson(req: Request): boolean {
   if (path === '/api' || path.startsWith('/api/') || path === '/auth/token') return true;
   return req.accepts(['html', 'json']) === 'json';
 }
+
+/** What the client reads for an error we did not mean to show. */
+const INTERNAL_MESSAGE = new InternalError().message;
 
 export const notFound: RequestHandler = () => {
   throw new NotFoundError();
@@ -53,21 +56,22 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     if (!res.writableEnded) res.destroy();
     return;
   }
-  const view = describeError(err);
+  const error = describeError(err);
   // The request logger writes the request's one log line with this error and its stack.
-  if (view.status >= 500) res.locals.error = err instanceof Error ? err : new Error(String(err));
-  res.set(view.headers);
+  if (error.status >= 500) res.locals.error = err instanceof Error ? err : new Error(String(err));
+  const message = error.expose ? error.message : INTERNAL_MESSAGE;
+  res.set(error.headers);
   res.set('Cache-Control', 'no-store');
-  res.status(view.status);
+  res.status(error.status);
   if (wantsJson(req)) {
-    res.json({ error: view.code, message: view.message });
+    res.json({ error: error.publicCode, message });
   } else {
-    const title = titleFor(view.status);
-    res.render('error', { title, status: view.status, message: view.message }, (renderErr: Error | null, html?: string) => {
+    const title = titleFor(error.status);
+    res.render('error', { title, status: error.status, message }, (renderErr: Error | null, html?: string) => {
       // A broken view must not fall through to Express's default handler (which shows a stack).
       if (renderErr) {
         req.log?.error({ err: renderErr }, 'error page failed to render');
-        res.type('text/plain').send(`${title}: ${view.message}`);
+        res.type('text/plain').send(`${title}: ${message}`);
       } else {
         res.send(html);
       }

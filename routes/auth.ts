@@ -35,7 +35,7 @@ export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): Req
   const { tokens, audit } = deps;
   return async function mintToken(req: Request, res: Response) {
     // Defence in depth beside SameSite=Lax and CORP: no other site may even trigger a mint.
-    if (req.get('sec-fetch-site') === 'cross-site') throw new ForbiddenError('forbidden', 'Tokens are minted for this site only.');
+    if (req.get('sec-fetch-site') === 'cross-site') throw new ForbiddenError('Tokens are minted for this site only.');
     const meta = req.session?.meta;
     if (!req.user || !meta) throw new NotSignedInError();
     const minted = tokens.mint(req.user, meta.id);

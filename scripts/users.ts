@@ -8,7 +8,8 @@ import { ConfigError, loadDatabaseUrl, readEnvironment } from '../config.js';
 import { migrateUp } from '../migrations/runner.js';
 import { openDatabase, type Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
-import { InvalidRoleError, ROLE_PATTERN, UnknownUserError, UserAdmin } from '../services/user-admin.js';
+import { InvalidRoleError, UnknownUserError } from '../errors.js';
+import { ROLE_PATTERN, UserAdmin } from '../services/user-admin.js';
 import { UserService } from '../services/users.js';
 import { SessionService } from '../services/sessions.js';
 

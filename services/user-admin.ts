@@ -1,22 +1,9 @@
+import { InvalidRoleError, UnknownUserError } from '../errors.js';
 import type { UserModel } from '../models/user.js';
 import { toPublicUser, usernameKey, wholeSecond, type PublicUser } from './users.js';
 
 /** Role names: lower-case words, e.g. `admin`, `billing-read`. */
 export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
-
-export class UnknownUserError extends Error {
-  override name = 'UnknownUserError';
-  constructor(username: string) {
-    super(`no user named ${JSON.stringify(username)}`);
-  }
-}
-
-export class InvalidRoleError extends Error {
-  override name = 'InvalidRoleError';
-  constructor(role: string) {
-    super(`invalid role ${JSON.stringify(role)}: use lower-case letters, digits, - and _ (at most 32)`);
-  }
-}
 
 /** Operator actions on accounts: listing, enabling and disabling, roles. */
 export class UserAdmin {

@@ -22,7 +22,8 @@ function rejection(fn: () => unknown): string | null {
     expect(err).to.be.instanceOf(BearerError);
     const e = err as BearerError;
     expect(e.status).to.equal(401);
-    expect(e.code).to.equal('invalid_token');
+    expect(e.code).to.equal('INVALID_TOKEN');
+    expect(e.publicCode).to.equal('invalid_token');
     return e.message;
   }
 }
