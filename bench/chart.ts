@@ -5,16 +5,15 @@
  * external fonts or styles).
  */
 import { APP_TARGETS, fmtRatio, median, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
-import type { GitInfo, Machine, Settings } from './run.js';
 
 /** The parts of a results object (bench/results.json) that the chart reads. */
 export interface ChartInput {
   medians: Pick<Medians, 'ratios'>;
   rounds: readonly Pick<Round, 'throughput'>[];
-  settings?: Pick<Settings, 'mode'>;
+  settings?: { mode: string };
   startedAt?: string;
-  git?: GitInfo;
-  machine?: Pick<Machine, 'node'>;
+  git?: { commit: string | null; dirty: boolean | null };
+  machine?: { node: string };
 }
 
 interface Row {
@@ -42,7 +41,7 @@ const BAR_H = 18;
 const COLORS = { floor: '#b5b5b5', ceiling: '#8796ad', met: '#5a9e68', missed: '#dd8a3c', goal: '#b03a2e', grid: '#e6e6e6' };
 
 /** Escapes text for XML element content and attribute values. */
-export function escapeXml(text: string): string {
+function escapeXml(text: string): string {
   const entities: Record<string, string> = { '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' };
   return text.replace(/[<>&"']/g, (c) => entities[c]!);
 }

@@ -1,11 +1,31 @@
 /**
- * The load scenarios, each one autocannon run (or two at once) against
- * 127.0.0.1, bounded by a duration or a request count and by a hard time limit.
- * Every run reports errors, timeouts, non-2xx answers and body mismatches.
+ * The load scenarios: autocannon runs against 127.0.0.1, each bounded by a
+ * duration or a request count and by a hard time limit, and an open-loop
+ * `/healthz` probe. Every run counts errors, timeouts, unexpected statuses and
+ * wrong bodies.
  */
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent, request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
-import { csrfFrom, formBody, formPostHeaders, headerValue, LOOPBACK, PROXY_HEADERS, request, sessionCookieFrom } from './lib/http.js';
+import { RemoteBrowser } from '../test/helpers/remote-browser.js';
+
+/** Every request of the benchmark goes to this address, and nothing else. */
+export const LOOPBACK = '127.0.0.1';
+/** The production session cookie (see config.ts): `__Host-` prefixed, Secure. */
+const SESSION_COOKIE = '__Host-tb.sid';
+
+/**
+ * Sent on every request that needs a session. The app runs with
+ * TRUST_PROXY=loopback, as behind a TLS-terminating proxy on the same host, so
+ * express-session issues its Secure cookie; the benchmark sends it back itself
+ * over plain loopback HTTP.
+ */
+export const PROXY_HEADERS: Readonly<Record<string, string>> = Object.freeze({ 'x-forwarded-proto': 'https' });
+
+/** A browser's headers for pages and forms of the app on `port` (its origin is the proxy's https one). */
+export function browserHeaders(port: number): Record<string, string> {
+  return { ...PROXY_HEADERS, accept: 'text/html', origin: `https://${LOOPBACK}:${port}`, 'sec-fetch-site': 'same-origin' };
+}
 
 export interface LatencySummary {
   p50: number;
@@ -34,43 +54,27 @@ export interface RunStats {
   statusCodes: Record<string, number>;
 }
 
-/** Hooks for the progress line. */
-export interface Progress {
-  (detail: { done: number; elapsedMs: number }): void;
-}
-
-type Cannon = autocannon.Instance;
-
-/** Runs one autocannon instance; `stop()`s it when it is still going after `hardLimitMs`. */
-function run(options: autocannon.Options, hardLimitMs: number, progress?: Progress): { instance: Cannon; result: Promise<autocannon.Result> } {
-  let instance!: Cannon;
-  const result = new Promise<autocannon.Result>((resolve, reject) => {
-    instance = autocannon(options, (err: unknown, res: autocannon.Result) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
+/** One autocannon run, `stop()`ped when it is still going after `limitMs`. */
+function cannon(options: autocannon.Options, limitMs: number): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    const instance = autocannon({ pipelining: 1, timeout: 10, ...options }, (err: unknown, res: autocannon.Result) => {
+      clearTimeout(limit);
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else resolve(res);
+    });
+    const limit = setTimeout(() => instance.stop(), limitMs);
   });
-  const started = Date.now();
-  let done = 0;
-  instance.on('response', () => {
-    done += 1;
-  });
-  const ticker = progress ? setInterval(() => progress({ done, elapsedMs: Date.now() - started }), 250) : undefined;
-  const limit = setTimeout(() => instance.stop(), hardLimitMs);
-  void result.finally(() => {
-    clearTimeout(limit);
-    if (ticker) clearInterval(ticker);
-  }).catch(() => undefined);
-  return { instance, result };
 }
 
 function summarize(res: autocannon.Result, overrides: Partial<RunStats> = {}): RunStats {
   const statusCodes: Record<string, number> = {};
   for (const [code, stat] of Object.entries(res.statusCodeStats ?? {})) statusCodes[code] = (stat as { count?: number }).count ?? 0;
-  const requests = res.requests.total;
-  const seconds = res.duration;
+  const { p50, p90, p99, max, mean } = res.latency;
   return {
-    requests,
-    seconds,
-    rps: seconds > 0 ? requests / seconds : 0,
-    latency: { p50: res.latency.p50, p90: res.latency.p90, p99: res.latency.p99, max: res.latency.max, mean: res.latency.mean },
+    requests: res.requests.total,
+    seconds: res.duration,
+    rps: res.duration > 0 ? res.requests.total / res.duration : 0,
+    latency: { p50, p90, p99, max, mean },
     errors: res.errors,
     timeouts: res.timeouts,
     non2xx: res.non2xx,
@@ -78,6 +82,14 @@ function summarize(res: autocannon.Result, overrides: Partial<RunStats> = {}): R
     statusCodes,
     ...overrides,
   };
+}
+
+/** Nearest-rank percentiles, max and mean of milliseconds timed with performance.now(). */
+function latencyOf(times: number[]): LatencySummary {
+  const sorted = [...times].sort((a, b) => a - b);
+  const at = (p: number) => (sorted.length ? sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN);
+  const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : NaN;
+  return { p50: at(50), p90: at(90), p99: at(99), max: sorted.at(-1) ?? NaN, mean };
 }
 
 export interface ThroughputOptions {
@@ -88,47 +100,40 @@ export interface ThroughputOptions {
   seconds: number;
   /** Exact body every answer must have, or a predicate on it. */
   expect: string | ((body: string) => boolean);
-  progress?: Progress;
 }
 
 /** Closed-loop throughput: `connections` keep-alive connections, one request in flight each. */
 export async function throughput(o: ThroughputOptions): Promise<RunStats> {
-  const { result } = run(
+  const res = await cannon(
     {
       url: `http://${LOOPBACK}:${o.port}${o.path}`,
       connections: o.connections,
-      pipelining: 1,
       duration: o.seconds,
-      timeout: 10,
       headers: o.headers,
       ...(typeof o.expect === 'string' ? { expectBody: o.expect } : { verifyBody: o.expect as (body: unknown) => boolean }),
     },
     o.seconds * 1000 + 15_000,
-    o.progress,
   );
-  return summarize(await result);
+  return summarize(res);
 }
 
-export interface MixedAmountOptions {
+export interface FixedAmountOptions {
   port: number;
   /** The requests each connection cycles through. */
   requests: { path: string; headers: Record<string, string>; expect: (body: string) => boolean }[];
   connections: number;
   amount: number;
-  hardLimitMs: number;
-  progress?: Progress;
+  limitMs: number;
 }
 
 /** A fixed number of requests (the RSS scenario), each connection cycling through `requests`. */
-export async function fixedAmount(o: MixedAmountOptions): Promise<RunStats> {
+export async function fixedAmount(o: FixedAmountOptions): Promise<RunStats> {
   let mismatches = 0;
-  const { result } = run(
+  const res = await cannon(
     {
       url: `http://${LOOPBACK}:${o.port}`,
       connections: o.connections,
-      pipelining: 1,
       amount: o.amount,
-      timeout: 10,
       requests: o.requests.map((r) => ({
         method: 'GET' as const,
         path: r.path,
@@ -138,26 +143,14 @@ export async function fixedAmount(o: MixedAmountOptions): Promise<RunStats> {
         },
       })),
     },
-    o.hardLimitMs,
-    o.progress,
+    o.limitMs,
   );
-  return summarize(await result, { mismatches });
+  return summarize(res, { mismatches });
 }
 
 export interface LoginUser {
   username: string;
   password: string;
-}
-
-export interface LoginStormOptions {
-  port: number;
-  users: readonly LoginUser[];
-  /** Concurrent browsers signing in, each looping GET /auth/login then POST /auth/login. */
-  concurrency: number;
-  seconds: number;
-  /** Requests per second of the /healthz probe that runs during the storm (0: no probe). */
-  probeRate: number;
-  progress?: Progress;
 }
 
 /**
@@ -176,15 +169,19 @@ export interface LoginStats extends RunStats {
    * Milliseconds a sign-in took right after the storm stopped. autocannon drops
    * the connections of in-flight requests, but the app still hashes their
    * passwords; this sentinel waits behind them, so the next scenario starts on
-   * an idle app (null when it failed or took over 60 s).
+   * an idle app (null when it failed or took over 20 s).
    */
   drainMs: number | null;
 }
 
-export interface StormResult {
-  login: LoginStats;
-  /** /healthz while the storm ran; null without a probe. */
-  healthz: RunStats | null;
+export interface StormOptions {
+  port: number;
+  users: readonly LoginUser[];
+  /** Concurrent browsers signing in, each looping GET /auth/login then POST /auth/login. */
+  concurrency: number;
+  seconds: number;
+  /** Requests per second of the /healthz probe that runs during the storm. */
+  probeRate: number;
 }
 
 interface FlowContext {
@@ -195,32 +192,35 @@ interface FlowContext {
   postedAt?: number;
 }
 
-/** Percentile of an ascending array (nearest rank). */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank]!;
+/** A header of autocannon's raw-cased response headers (an array when repeated). */
+function headerIn(headers: unknown, name: string): unknown {
+  return Object.entries(headers as Record<string, unknown>).find(([key]) => key.toLowerCase() === name)?.[1];
+}
+
+/** The session cookie (`name=value`) a response set, if any. */
+function sessionCookieIn(headers: unknown): string | undefined {
+  const cookies = [headerIn(headers, 'set-cookie') ?? []].flat() as unknown[];
+  const cookie = cookies.find((c): c is string => typeof c === 'string' && c.startsWith(`${SESSION_COOKIE}=`));
+  return cookie?.split(';', 1)[0];
 }
 
 /**
  * The real browser sign-in, `concurrency` at once: GET /auth/login (a new
  * anonymous session and its `_csrf`), then POST /auth/login with that cookie
- * and token; a 302 with a renewed session cookie counts as one login. Each
- * login uses the next user of the pool (correct passwords, so no throttling).
- * Optionally probes /healthz at a fixed rate meanwhile.
+ * and token; a 302 to `/` with a renewed session cookie counts as one login.
+ * Each login uses the next user of the pool (correct passwords, so no
+ * throttling). Probes /healthz at `probeRate` meanwhile.
  */
-export async function loginStorm(o: LoginStormOptions): Promise<StormResult> {
+export async function loginStorm(o: StormOptions): Promise<{ login: LoginStats; healthz: RunStats }> {
   let next = 0;
   let logins = 0;
   let mismatches = 0;
   const postTimes: number[] = [];
-  const storm = run(
+  const storm = cannon(
     {
       url: `http://${LOOPBACK}:${o.port}`,
       connections: o.concurrency,
-      pipelining: 1,
       duration: o.seconds,
-      timeout: 10,
       requests: [
         {
           method: 'GET',
@@ -228,16 +228,11 @@ export async function loginStorm(o: LoginStormOptions): Promise<StormResult> {
           headers: { ...PROXY_HEADERS, accept: 'text/html' },
           onResponse: (status, body, context, headers) => {
             const ctx = context as FlowContext;
+            ctx.cookie = status === 200 ? sessionCookieIn(headers) : undefined;
+            ctx.csrf = /name="_csrf" value="([^"]+)"/.exec(body)?.[1];
             if (status !== 200) return; // counted as unexpected below
-            const cookie = sessionCookieFrom(headers as Record<string, unknown>);
-            const csrf = csrfFrom(body);
-            if (!cookie || !csrf) {
-              mismatches += 1;
-              return;
-            }
-            ctx.cookie = cookie;
-            ctx.csrf = csrf;
-            ctx.user = o.users[next++ % o.users.length];
+            if (!ctx.cookie || !ctx.csrf) mismatches += 1;
+            else ctx.user = o.users[next++ % o.users.length];
           },
         },
         {
@@ -250,61 +245,50 @@ export async function loginStorm(o: LoginStormOptions): Promise<StormResult> {
             ctx.postedAt = performance.now();
             return {
               ...req,
-              headers: formPostHeaders(o.port, ctx.cookie),
-              body: formBody({ _csrf: ctx.csrf, username: ctx.user.username, password: ctx.user.password }),
+              headers: { ...browserHeaders(o.port), 'content-type': 'application/x-www-form-urlencoded', cookie: ctx.cookie },
+              body: new URLSearchParams({ _csrf: ctx.csrf, username: ctx.user.username, password: ctx.user.password }).toString(),
             };
           },
           onResponse: (status, _body, context, headers) => {
             const ctx = context as FlowContext;
             if (ctx.postedAt !== undefined && postTimes.length < 1_000_000) postTimes.push(performance.now() - ctx.postedAt);
             if (status !== 200 && status !== 302) return; // counted as unexpected below
-            const renewed = sessionCookieFrom(headers as Record<string, unknown>);
-            if (status === 302 && headerValue(headers as Record<string, unknown>, 'location') === '/' && renewed && renewed !== ctx.cookie) logins += 1;
+            const renewed = sessionCookieIn(headers);
+            if (status === 302 && headerIn(headers, 'location') === '/' && renewed && renewed !== ctx.cookie) logins += 1;
             else mismatches += 1;
           },
         },
       ],
     },
     o.seconds * 1000 + 20_000,
-    o.progress,
   );
 
-  let probe: Promise<RunStats> | undefined;
-  if (o.probeRate > 0) {
-    // Let every browser get its first hash going before the probe starts, and stop probing before the storm ends.
-    const rampMs = Math.min(1000, o.seconds * 200);
-    await new Promise((resolve) => setTimeout(resolve, rampMs));
-    probe = probeLatency({ port: o.port, path: '/healthz', rate: o.probeRate, seconds: o.seconds - (2 * rampMs) / 1000, expect: '{"status":"ok"}' });
-  }
-  const [stormRes, probeRes] = await Promise.all([storm.result, probe]);
+  // Let every browser get its first hash going before the probe starts, and stop probing before the storm ends.
+  const rampMs = Math.min(1000, o.seconds * 200);
+  await sleep(rampMs);
+  const probe = probeLatency({ port: o.port, path: '/healthz', rate: o.probeRate, seconds: o.seconds - (2 * rampMs) / 1000, expect: '{"status":"ok"}' });
+  const [stormRes, healthz] = await Promise.all([storm, probe]);
+
   const drainStarted = performance.now();
-  const drained = await signIn(o.port, o.users[0]!, 60_000).then(() => true, () => false);
-  const drainMs = drained ? performance.now() - drainStarted : null;
+  const user = o.users[0]!;
+  const drained = await new RemoteBrowser(browserHeaders(o.port)).login(`http://${LOOPBACK}:${o.port}`, user.username, user.password).catch(() => undefined);
+  const drainMs = drained?.status === 302 && drained.headers.get('location') === '/' ? performance.now() - drainStarted : null;
+
   const base = summarize(stormRes);
   // 200 (login page) and 302 (signed in) are the expected answers of this flow.
   const unexpected = Object.entries(base.statusCodes)
     .filter(([code]) => code !== '200' && code !== '302')
     .reduce((sum, [, n]) => sum + n, 0);
-  postTimes.sort((a, b) => a - b);
-  const postLatency: LatencySummary = {
-    p50: percentile(postTimes, 50),
-    p90: percentile(postTimes, 90),
-    p99: percentile(postTimes, 99),
-    max: postTimes.at(-1) ?? NaN,
-    mean: postTimes.length ? postTimes.reduce((a, b) => a + b, 0) / postTimes.length : NaN,
+  const login = {
+    ...base,
+    non2xx: unexpected,
+    mismatches,
+    logins,
+    loginsPerSecond: base.seconds > 0 ? logins / base.seconds : 0,
+    postLatency: latencyOf(postTimes),
+    drainMs,
   };
-  return {
-    login: {
-      ...base,
-      postLatency,
-      non2xx: unexpected,
-      mismatches,
-      logins,
-      loginsPerSecond: base.seconds > 0 ? logins / base.seconds : 0,
-      drainMs,
-    },
-    healthz: probeRes ?? null,
-  };
+  return { login, healthz };
 }
 
 export interface ProbeOptions {
@@ -318,22 +302,18 @@ export interface ProbeOptions {
 
 /**
  * An open-loop latency probe: one GET every 1/rate seconds on a keep-alive
- * connection (a second one opens only when an answer is late), timed with
- * performance.now(). Bounded: at most rate × seconds requests, each with a 10 s timeout.
+ * connection (another one opens only when an answer is late), timed with
+ * performance.now(). At most rate × seconds requests, each with a 10 s timeout.
  */
 export async function probeLatency(o: ProbeOptions): Promise<RunStats> {
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-  const total = Math.max(1, Math.floor(o.rate * o.seconds));
+  const stats = { errors: 0, timeouts: 0, non2xx: 0, mismatches: 0 };
   const times: number[] = [];
   const statusCodes: Record<string, number> = {};
-  let errors = 0;
-  let timeouts = 0;
-  let non2xx = 0;
-  let mismatches = 0;
   const one = () =>
     new Promise<void>((resolve) => {
       const t0 = performance.now();
-      const req = httpRequest({ host: LOOPBACK, port: o.port, path: o.path, agent, headers: PROXY_HEADERS }, (res) => {
+      const req = request({ host: LOOPBACK, port: o.port, path: o.path, agent, headers: PROXY_HEADERS }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (body += chunk));
@@ -341,64 +321,31 @@ export async function probeLatency(o: ProbeOptions): Promise<RunStats> {
           times.push(performance.now() - t0);
           const code = res.statusCode ?? 0;
           statusCodes[code] = (statusCodes[code] ?? 0) + 1;
-          if (code < 200 || code > 299) non2xx += 1;
-          else if (body !== o.expect) mismatches += 1;
+          if (code < 200 || code > 299) stats.non2xx += 1;
+          else if (body !== o.expect) stats.mismatches += 1;
           resolve();
         });
       });
       req.setTimeout(10_000, () => {
-        timeouts += 1;
+        stats.timeouts += 1;
         req.destroy(new Error('timeout'));
       });
       req.on('error', () => {
-        errors += 1;
+        stats.errors += 1;
         resolve();
       });
       req.end();
     });
   const started = performance.now();
   const pending: Promise<void>[] = [];
+  const total = Math.max(1, Math.floor(o.rate * o.seconds));
   for (let i = 0; i < total; i += 1) {
-    const due = started + (i * 1000) / o.rate;
-    const wait = due - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const wait = started + (i * 1000) / o.rate - performance.now();
+    if (wait > 0) await sleep(wait);
     pending.push(one());
   }
   await Promise.all(pending);
   const seconds = (performance.now() - started) / 1000;
   agent.destroy();
-  times.sort((a, b) => a - b);
-  return {
-    requests: times.length,
-    seconds,
-    rps: times.length / seconds,
-    latency: {
-      p50: percentile(times, 50),
-      p90: percentile(times, 90),
-      p99: percentile(times, 99),
-      max: times.at(-1) ?? NaN,
-      mean: times.length ? times.reduce((a, b) => a + b, 0) / times.length : NaN,
-    },
-    errors,
-    timeouts,
-    non2xx,
-    mismatches,
-    statusCodes,
-  };
-}
-
-/** One browser sign-in (GET the form, POST it); resolves with the signed-in cookie or rejects. */
-export async function signIn(port: number, user: LoginUser, timeoutMs: number): Promise<string> {
-  const page = await request(port, 'GET', '/auth/login', { headers: { ...PROXY_HEADERS, accept: 'text/html' }, timeoutMs });
-  const cookie = sessionCookieFrom(page.headers as Record<string, unknown>);
-  const csrf = csrfFrom(page.body);
-  if (page.status !== 200 || !cookie || !csrf) throw new Error(`GET /auth/login answered ${page.status}`);
-  const res = await request(port, 'POST', '/auth/login', {
-    headers: formPostHeaders(port, cookie),
-    body: formBody({ _csrf: csrf, username: user.username, password: user.password }),
-    timeoutMs,
-  });
-  const signedIn = sessionCookieFrom(res.headers as Record<string, unknown>);
-  if (res.status !== 302 || !signedIn) throw new Error(`POST /auth/login answered ${res.status}`);
-  return signedIn;
+  return { requests: times.length, seconds, rps: times.length / seconds, latency: latencyOf(times), ...stats, statusCodes };
 }

@@ -15,7 +15,7 @@ app.get('/{*path}', (_req, res) => {
 
 const server = app.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo;
-  process.stdout.write(`${JSON.stringify({ listening: port })}\n`);
+  process.stdout.write(`${JSON.stringify({ msg: 'listening', port })}\n`);
 });
 process.on('SIGTERM', () => {
   server.close(() => process.exit(0));

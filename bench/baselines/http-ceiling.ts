@@ -15,8 +15,9 @@ if (!secret || secret.length < 32) {
   process.exit(1);
 }
 const key = createSecretKey(Buffer.from(secret, 'utf8'));
-const issuer = process.env.BENCH_JWT_ISSUER ?? 'token-bridge';
-const audience = process.env.BENCH_JWT_AUDIENCE ?? 'api';
+/** The app's `iss` and `aud` (see config.ts). */
+const issuer = 'token-bridge';
+const audience = 'api';
 const BEARER = /^Bearer +([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+) *$/i;
 
 interface Claims {
@@ -73,7 +74,7 @@ server.keepAliveTimeout = 5_000;
 
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo;
-  process.stdout.write(`${JSON.stringify({ listening: port })}\n`);
+  process.stdout.write(`${JSON.stringify({ msg: 'listening', port })}\n`);
 });
 process.on('SIGTERM', () => {
   server.close(() => process.exit(0));
