@@ -2,12 +2,13 @@ import path from 'node:path';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createCsrf } from './middleware/csrf.js';
 import { errorHandler, notFound } from './middleware/errors.js';
 import { createPassport, sessionUser } from './middleware/passport.js';
 import { requestLogger } from './middleware/request-log.js';
-import { createSessionStore, sessionLifetime, sessionMiddleware } from './middleware/session.js';
+import { sessionLifetime, sessionMiddleware } from './middleware/session.js';
 import type { Database } from './models/database.js';
 import { projectRoot } from './paths.js';
 import { accountRoutes } from './routes/account.js';
@@ -16,8 +17,12 @@ import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/pages.js';
 import { AuditLog } from './services/audit-log.js';
+import { RevocationService } from './services/revocation.js';
+import { DatabaseSessionStore } from './services/session-store.js';
 import { SessionService } from './services/sessions.js';
+import { SignInService } from './services/sign-in.js';
 import { Throttle } from './services/throttle.js';
+import { CounterStore } from './services/throttle-store.js';
 import { TokenAccess } from './services/token-access.js';
 import { TokenService } from './services/tokens.js';
 import { UserAdmin } from './services/user-admin.js';
@@ -27,6 +32,8 @@ export interface AppDeps {
   config: Config;
   database: Database;
   logger: Logger;
+  /** The one clock every service, the session store and the pages read (default: the system's). */
+  clock?: Clock;
 }
 
 /** Largest form or JSON body accepted; anything bigger is a 413. */
@@ -36,20 +43,24 @@ const BODY_LIMIT = '16kb';
  * Builds the Express app. Never listens: `server.ts` does, and tests hand the
  * app to supertest.
  */
-export function createApp({ config, database, logger }: AppDeps): Express {
-  const users = new UserService(database.users, Date.now, { cacheTtlMs: config.revocationCacheTtlMs });
-  const tokens = new TokenService(config.jwt);
+export function createApp({ config, database, logger, clock = systemClock }: AppDeps): Express {
+  const users = new UserService(database.users, clock, { cacheTtlMs: config.revocationCacheTtlMs });
+  const tokens = new TokenService(config.jwt, clock);
   const sessions = new SessionService(
     database.sessions,
     database.sessionRevocations,
     (config.jwt.expiresInSeconds + config.jwt.clockToleranceSeconds) * 1000,
+    clock,
   );
-  const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs);
-  const throttle = new Throttle(database.sequelize, config.throttle);
-  const audit = new AuditLog(database);
+  const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs, clock);
+  const audit = new AuditLog(database, clock);
+  const admin = new UserAdmin(database.users, clock);
+  const revocation = new RevocationService({ sessions, users, admin, audit, tokenAccess });
+  const throttle = new Throttle(new CounterStore(database.sequelize, clock), config.throttle);
+  const signIn = new SignInService({ users, throttle, audit, revocation });
   const passport = createPassport(users);
   const csrf = createCsrf();
-  const store = createSessionStore(database);
+  const store = new DatabaseSessionStore(database, config.session, clock);
 
   const app = express();
   app.disable('x-powered-by');
@@ -64,11 +75,11 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   app.use(requestLogger(logger));
 
   const jsonHeaders = apiSecurityHeaders(config);
-  const session = [sessionMiddleware(config.session, store), sessionLifetime(config.session)];
+  const session = [sessionMiddleware(config.session, store), sessionLifetime(config.session, clock)];
 
   // The API needs neither sessions, body parsing nor the headers that only matter to HTML
   // documents: only a bearer token and the headers that matter to JSON.
-  registerApiRoutes(app, { tokens, access: tokenAccess, admin: new UserAdmin(database.users), headers: jsonHeaders });
+  registerApiRoutes(app, { tokens, access: tokenAccess, admin, headers: jsonHeaders });
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
@@ -88,8 +99,8 @@ export function createApp({ config, database, logger }: AppDeps): Express {
   });
 
   app.use(pageRoutes({ tokens, audit }));
-  app.use('/auth', authRoutes({ config, users, passport, csrf, throttle, audit, sessions, tokenAccess }));
-  app.use(accountRoutes({ config, users, sessions, tokenAccess, audit, csrf, throttle }));
+  app.use('/auth', authRoutes({ config, passport, csrf, signIn, revocation, clock }));
+  app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, clock }));
 
   app.use(notFound);
   app.use(errorHandler);

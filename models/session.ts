@@ -26,7 +26,7 @@ export interface SessionRow extends Model<InferAttributes<SessionRow>, InferCrea
 
 export type SessionModel = ModelStatic<SessionRow>;
 
-/** Model name given to connect-session-sequelize's `table` option. */
+/** The sessions model's name. */
 export const SESSION_MODEL_NAME = 'Session';
 
 /** Defines the `sessions` table's model on one Sequelize instance. */

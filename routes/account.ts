@@ -1,31 +1,32 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
 import { NotFoundError } from '../errors.js';
 import type { Csrf } from '../middleware/csrf.js';
-import { destroySession, saveSession, signIn } from '../middleware/session.js';
-import type { Config } from '../config.js';
+import { destroySession, saveSession, signIn as startSession } from '../middleware/session.js';
 import type { AuditLog } from '../services/audit-log.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.js';
+import type { RevocationService } from '../services/revocation.js';
 import type { SessionService } from '../services/sessions.js';
-import type { Throttle } from '../services/throttle.js';
-import type { TokenAccess } from '../services/token-access.js';
-import { usernameKey, type PasswordChangeErrors, type UserService } from '../services/users.js';
+import type { SignInService } from '../services/sign-in.js';
+import type { PasswordChangeErrors } from '../services/users.js';
+import { requestActor } from './audit-actor.js';
 import { textField } from './form.js';
 import { requireSignedInPage } from './pages.js';
-import { auditActor, clientAddress } from './audit-actor.js';
 
 export interface AccountRouteDeps {
   config: Config;
-  users: UserService;
   sessions: SessionService;
-  tokenAccess: TokenAccess;
   audit: AuditLog;
   csrf: Csrf;
-  throttle: Throttle;
+  signIn: SignInService;
+  revocation: RevocationService;
+  clock: Clock;
 }
 
 /** The signed-in user's account: password, sessions, recent activity. */
 export function accountRoutes(deps: AccountRouteDeps): Router {
-  const { config, users, sessions, tokenAccess, audit, csrf, throttle } = deps;
+  const { config, sessions, audit, csrf, signIn, revocation, clock } = deps;
   const router = Router();
 
   router.get('/account', requireSignedInPage, showAccount);
@@ -56,42 +57,29 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
   }
 
   async function changePassword(req: Request, res: Response) {
-    const user = req.user!;
-    const currentPassword = textField(req.body, 'currentPassword');
-    const newPassword = textField(req.body, 'newPassword');
-    const confirmPassword = textField(req.body, 'confirmPassword');
-    // A stolen session must not become a free password-guessing oracle: the current
-    // password is counted exactly like a sign-in attempt on this account.
-    const verdict = await throttle.beginLogin(usernameKey(user.username), clientAddress(req));
-    if (!verdict.allowed) {
-      await audit.record('throttled', auditActor(req, user), 'password change');
-      res.set('Retry-After', String(verdict.retryAfterSeconds));
+    const outcome = await signIn.changePassword({
+      user: req.user!,
+      currentPassword: textField(req.body, 'currentPassword'),
+      newPassword: textField(req.body, 'newPassword'),
+      confirmPassword: textField(req.body, 'confirmPassword'),
+      session: { sid: req.sessionID, publicId: req.session.meta!.id },
+      actor: requestActor(req),
+      startSession: (user) => startSession(req, user, clock),
+    });
+    if (outcome.status === 'throttled') {
+      res.set('Retry-After', String(outcome.retryAfterSeconds));
       return renderAccount(req, res, 429, { flash: null, errors: { currentPassword: 'Too many wrong passwords: try again later.' } });
     }
-    const result = await users.changePassword(user.id, currentPassword, newPassword, confirmPassword);
-    if (result.ok || !result.errors.currentPassword) await throttle.loginSucceeded(verdict.reservation);
-    else await throttle.loginFailed(verdict.reservation);
-    if (!result.ok) return renderAccount(req, res, 400, { flash: null, errors: result.errors });
-
-    const oldPublicId = req.session.meta!.id;
-    // Every other session ends; this browser keeps going under a new session id and public id.
-    await sessions.revokeAll(user.id, req.sessionID);
-    await sessions.recordRevoked(user.id, [oldPublicId]);
-    tokenAccess.forgetUser(user.id);
-    await signIn(req, result.user);
-    await audit.record('password_changed', auditActor(req, result.user));
+    if (outcome.status === 'invalid') return renderAccount(req, res, 400, { flash: null, errors: outcome.errors });
     req.session.flash = 'Your password was changed. Other sessions and earlier tokens no longer work.';
     await saveSession(req);
     res.redirect(303, '/account');
   }
 
   async function revokeSession(req: Request, res: Response) {
-    const user = req.user!;
     const publicId = String(req.params.id);
     const isCurrent = publicId === req.session.meta!.id;
-    if (!(await sessions.revoke(user.id, publicId))) throw new NotFoundError('You have no session with that id.');
-    tokenAccess.forgetUser(user.id);
-    await audit.record('session_revoked', auditActor(req, user), publicId);
+    if (!(await revocation.endSession(req.user!, publicId, requestActor(req)))) throw new NotFoundError('You have no session with that id.');
     if (isCurrent) {
       await destroySession(req, res, config.session);
       return res.redirect(303, '/');

@@ -1,29 +1,27 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type passportModule from 'passport';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { ForbiddenError, NotSignedInError } from '../errors.js';
 import type { Csrf } from '../middleware/csrf.js';
-import { destroySession, signIn } from '../middleware/session.js';
-import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.js';
-import type { TokenService } from '../services/tokens.js';
+import { destroySession, signIn as startSession } from '../middleware/session.js';
 import type { AuditLog } from '../services/audit-log.js';
-import type { SessionService } from '../services/sessions.js';
-import type { Throttle, ThrottleVerdict } from '../services/throttle.js';
-import type { TokenAccess } from '../services/token-access.js';
-import { usernameKey, type FieldErrors, type PublicUser, type UserService } from '../services/users.js';
-import { auditActor, clientAddress } from './audit-actor.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.js';
+import type { RevocationService } from '../services/revocation.js';
+import type { SignInService } from '../services/sign-in.js';
+import type { TokenService } from '../services/tokens.js';
+import type { FieldErrors, PublicUser } from '../services/users.js';
+import { auditActor, requestActor } from './audit-actor.js';
 import { textField } from './form.js';
 import { safeReturnTo } from './return-to.js';
 
 export interface AuthRouteDeps {
   config: Config;
-  users: UserService;
   passport: passportModule.Authenticator;
   csrf: Csrf;
-  throttle: Throttle;
-  audit: AuditLog;
-  sessions: SessionService;
-  tokenAccess: TokenAccess;
+  signIn: SignInService;
+  revocation: RevocationService;
+  clock: Clock;
 }
 
 /**
@@ -48,9 +46,9 @@ export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): Req
 /** The one message for every failed sign-in, whether or not the name exists. */
 export const LOGIN_FAILED = 'Invalid username or password';
 
-/** Sign-in, registration and sign-out. */
+/** Sign-in, registration and sign-out: HTTP in and out; the sequences live in SignInService and RevocationService. */
 export function authRoutes(deps: AuthRouteDeps): Router {
-  const { config, users, passport, csrf, throttle, audit, sessions, tokenAccess } = deps;
+  const { config, passport, csrf, signIn, revocation, clock } = deps;
   const router = Router();
 
   router.get('/login', showLogin);
@@ -73,28 +71,20 @@ export function authRoutes(deps: AuthRouteDeps): Router {
     if (!username || !password) {
       return renderLogin(res, 400, { returnTo, username, error: 'Enter your username and password.' });
     }
-    const key = usernameKey(username);
-    const ip = clientAddress(req);
-    // Counted before any password work: while blocked, even the right password is refused,
-    // and a burst of concurrent guesses cannot all pass the check.
-    const verdict = await throttle.beginLogin(key, ip);
-    if (!verdict.allowed) {
-      await audit.record('throttled', auditActor(req, await users.findByUsername(username)), 'sign-in');
-      setRetryAfter(res, verdict);
-      return renderLogin(res, 429, { returnTo, username, error: `${LOGIN_FAILED}. ${tooManyAttempts(verdict)}` });
+    const outcome = await signIn.withPassword({
+      username,
+      actor: requestActor(req),
+      verify: () => authenticateLocal(req, res),
+      startSession: (user) => startSession(req, user, clock),
+    });
+    if (outcome.status === 'throttled') {
+      res.set('Retry-After', String(outcome.retryAfterSeconds));
+      return renderLogin(res, 429, { returnTo, username, error: `${LOGIN_FAILED}. ${tooManyAttempts(outcome.retryAfterSeconds)}` });
     }
-    const user = await authenticateLocal(req, res);
-    if (!user) {
-      await throttle.loginFailed(verdict.reservation);
-      // The typed name is recorded only when it is a real account: people type passwords into the name field.
-      const known = await users.findByUsername(username);
-      await audit.record('sign_in_failed', auditActor(req, known), known ? null : 'unknown account');
+    if (outcome.status === 'invalid') {
       res.set('WWW-Authenticate', 'Form realm="token-bridge"');
       return renderLogin(res, 401, { returnTo, username, error: LOGIN_FAILED });
     }
-    await throttle.loginSucceeded(verdict.reservation);
-    await signIn(req, user);
-    await audit.record('signed_in', auditActor(req, user));
     res.redirect(302, returnTo);
   }
 
@@ -112,52 +102,34 @@ export function authRoutes(deps: AuthRouteDeps): Router {
 
   async function register(req: Request, res: Response) {
     const username = textField(req.body, 'username');
-    const password = textField(req.body, 'password');
-    const confirmPassword = textField(req.body, 'confirmPassword');
     const returnTo = safeReturnTo(textField(req.body, 'returnTo') || req.query.returnTo);
-    const ip = clientAddress(req);
-    // Counted before the account is created (a burst cannot pass together); given back on refusal.
-    const verdict = await throttle.beginRegistration(ip);
-    if (!verdict.allowed) {
-      await audit.record('throttled', auditActor(req), 'registration');
-      setRetryAfter(res, verdict);
-      return renderRegister(res, 429, { returnTo, username, errors: {}, formError: `Too many new accounts from your address. ${tooManyAttempts(verdict)}` });
+    const outcome = await signIn.register({
+      username,
+      password: textField(req.body, 'password'),
+      confirmPassword: textField(req.body, 'confirmPassword'),
+      actor: requestActor(req),
+      startSession: (user) => startSession(req, user, clock),
+    });
+    if (outcome.status === 'throttled') {
+      res.set('Retry-After', String(outcome.retryAfterSeconds));
+      return renderRegister(res, 429, { returnTo, username, errors: {}, formError: `Too many new accounts from your address. ${tooManyAttempts(outcome.retryAfterSeconds)}` });
     }
-    const result = await users.register(username, password, confirmPassword);
-    if (!result.ok) {
-      await throttle.registrationFailed(ip);
-      return renderRegister(res, result.taken ? 409 : 400, { returnTo, username, errors: result.errors });
-    }
-    await signIn(req, result.user);
-    await audit.record('registered', auditActor(req, result.user));
+    if (outcome.status === 'invalid') return renderRegister(res, outcome.taken ? 409 : 400, { returnTo, username, errors: outcome.errors });
     res.redirect(302, returnTo);
   }
 
   async function logout(req: Request, res: Response) {
-    const user = req.user;
     const meta = req.session.meta;
-    if (user && meta) {
-      // Tokens minted from this session die with it.
-      await sessions.recordRevoked(user.id, [meta.id]);
-      tokenAccess.forgetUser(user.id);
-      await audit.record('signed_out', auditActor(req, user));
-    }
+    if (req.user && meta) await revocation.signedOut(req.user, meta.id, requestActor(req));
     await destroySession(req, res, config.session);
     res.redirect(302, '/');
   }
 
   async function logoutEverywhere(req: Request, res: Response) {
-    const user = req.user;
-    if (user && req.session.meta) {
-      await sessions.revokeAll(user.id);
-      await users.invalidateTokens(user.id);
-      tokenAccess.forgetUser(user.id);
-      await audit.record('signed_out_everywhere', auditActor(req, user));
-    }
+    if (req.user && req.session.meta) await revocation.endEverywhere(req.user, requestActor(req));
     await destroySession(req, res, config.session);
     res.redirect(302, '/');
   }
-
 
   return router;
 }
@@ -166,12 +138,7 @@ function renderLogin(res: Response, status: number, view: { returnTo: string; us
   res.status(status).render('login', { title: 'Sign in', ...view });
 }
 
-function setRetryAfter(res: Response, verdict: ThrottleVerdict) {
-  if (!verdict.allowed) res.set('Retry-After', String(verdict.retryAfterSeconds));
-}
-
-function tooManyAttempts(verdict: ThrottleVerdict): string {
-  const seconds = verdict.allowed ? 0 : verdict.retryAfterSeconds;
+function tooManyAttempts(seconds: number): string {
   const minutes = Math.ceil(seconds / 60);
   return `Too many attempts: try again in about ${minutes} minute${minutes === 1 ? '' : 's'}.`;
 }

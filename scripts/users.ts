@@ -4,6 +4,7 @@
  * Passwords are read from stdin (a pipe, or a prompt that does not echo).
  */
 import { read } from 'read';
+import { systemClock } from '../clock.js';
 import { ConfigError, loadDatabaseUrl, readEnvironment } from '../config.js';
 import { migrateUp } from '../migrations/runner.js';
 import { openDatabase, type Database } from '../models/database.js';
@@ -11,6 +12,7 @@ import { AuditLog } from '../services/audit-log.js';
 import { InvalidRoleError, UnknownUserError } from '../errors.js';
 import { ROLE_PATTERN, UserAdmin } from '../services/user-admin.js';
 import { UserService } from '../services/users.js';
+import { RevocationService } from '../services/revocation.js';
 import { SessionService } from '../services/sessions.js';
 
 const USAGE = `usage: npm run users -- <command>
@@ -47,10 +49,11 @@ async function readPassword(): Promise<string> {
 
 async function run(db: Database, args: string[], out: (line: string) => void): Promise<void> {
   const [command, ...rest] = args;
-  const users = new UserService(db.users);
-  const admin = new UserAdmin(db.users);
-  const audit = new AuditLog(db);
-  const sessions = new SessionService(db.sessions, db.sessionRevocations, REVOCATION_MEMORY_MS);
+  const users = new UserService(db.users, systemClock);
+  const admin = new UserAdmin(db.users, systemClock);
+  const audit = new AuditLog(db, systemClock);
+  const sessions = new SessionService(db.sessions, db.sessionRevocations, REVOCATION_MEMORY_MS, systemClock);
+  const revocation = new RevocationService({ sessions, users, admin, audit });
 
   switch (command) {
     case 'create': {
@@ -81,9 +84,7 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
       const [username] = rest;
       if (!username || rest.length !== 1) throw new CliError(USAGE, 2);
       const disabled = command === 'disable';
-      const { user, changed } = await admin.setDisabled(username, disabled);
-      if (disabled) await sessions.revokeAll(user.id);
-      if (changed) await audit.record(disabled ? 'disabled' : 'enabled', { ...CLI_ACTOR, userId: user.id, username: user.username });
+      const { user, changed } = await revocation.setDisabled(username, disabled, CLI_ACTOR);
       out(`${user.username} is ${disabled ? 'disabled' : 'enabled'}${changed ? '' : ' (no change)'}`);
       return;
     }

@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import type { Database } from '../models/database.js';
 import { AuditLog } from './audit-log.js';
 import { SessionService } from './sessions.js';
-import { SequelizeRateLimiter } from './throttle-store.js';
+import { CounterStore } from './throttle-store.js';
 
 const EVERY_MS = 60 * 60 * 1000;
 
@@ -13,9 +13,9 @@ const EVERY_MS = 60 * 60 * 1000;
  */
 export function startMaintenance(deps: { database: Database; config: Config; logger: Logger }): () => void {
   const { database, config, logger } = deps;
-  const audit = new AuditLog(database);
-  const sessions = new SessionService(database.sessions, database.sessionRevocations, config.jwt.expiresInSeconds * 1000);
-  const counters = new SequelizeRateLimiter({ sequelize: database.sequelize, points: 1, duration: 1 });
+  const audit = new AuditLog(database, Date.now);
+  const sessions = new SessionService(database.sessions, database.sessionRevocations, config.jwt.expiresInSeconds * 1000, Date.now);
+  const counters = new CounterStore(database.sequelize, Date.now);
 
   const runOnce = async () => {
     try {

@@ -1,12 +1,15 @@
+import type { SessionData } from 'express-session';
 import { Op } from 'sequelize';
+import type { Clock } from '../clock.js';
 import type { SessionModel } from '../models/session.js';
 import type { SessionRevocationModel } from '../models/session-revocation.js';
+import { isLive, timesOf, type SessionLifetime } from './session-store.js';
 
 /** A signed-in session as the account page shows it (never its cookie id). */
 export interface SessionInfo {
   publicId: string;
   createdAt: Date;
-  lastSeenAt: Date | null;
+  lastSeenAt: Date;
   ip: string | null;
   userAgent: string | null;
 }
@@ -21,34 +24,31 @@ export class SessionService {
     private readonly revocations: SessionRevocationModel,
     /** How long a revocation must be remembered: the longest token lifetime plus clock tolerance. */
     private readonly tokenLifetimeMs: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
   ) {}
 
   /**
-   * The user's live sessions, most recently used first: not past their idle or
-   * absolute lifetime, by the same `lastSeenAt` and creation time the session
-   * middleware judges them by (rows are swept later, so the table alone would
-   * still list them).
+   * The user's live sessions (by {@link isLive}, as the store judges them),
+   * most recently used first. Rows of dead sessions wait for the maintenance
+   * pass, so the table alone would still list them.
    */
-  async listForUser(userId: number, lifetime: { idleTimeoutMs: number; absoluteTimeoutMs: number }): Promise<SessionInfo[]> {
+  async listForUser(userId: number, lifetime: SessionLifetime): Promise<SessionInfo[]> {
     const t = this.now();
-    const rows = await this.sessions.findAll({
-      where: {
-        userId,
-        publicId: { [Op.ne]: null },
-        expires: { [Op.gt]: new Date(t) },
-        lastSeenAt: { [Op.gte]: new Date(t - lifetime.idleTimeoutMs) },
-        createdAt: { [Op.gte]: new Date(t - lifetime.absoluteTimeoutMs) },
-      },
-      order: [['lastSeenAt', 'DESC'], ['createdAt', 'DESC']],
-    });
-    return rows.map((r) => ({
-      publicId: r.publicId!,
-      createdAt: r.createdAt,
-      lastSeenAt: r.lastSeenAt,
-      ip: r.ip,
-      userAgent: r.userAgent,
-    }));
+    const rows = await this.sessions.findAll({ where: { userId, publicId: { [Op.ne]: null } }, attributes: ['publicId', 'data', 'ip', 'userAgent'] });
+    const live: SessionInfo[] = [];
+    for (const row of rows) {
+      const data = JSON.parse(row.data) as SessionData;
+      const times = timesOf(data);
+      if (!data.meta || !isLive(times, t, lifetime)) continue;
+      live.push({
+        publicId: row.publicId!,
+        createdAt: new Date(data.meta.createdAt),
+        lastSeenAt: new Date(data.meta.lastSeenAt),
+        ip: row.ip,
+        userAgent: row.userAgent,
+      });
+    }
+    return live.sort((a, b) => b.lastSeenAt.getTime() - a.lastSeenAt.getTime() || b.createdAt.getTime() - a.createdAt.getTime());
   }
 
   /** Remembers that tokens from these sessions must be refused. */

@@ -1,25 +1,40 @@
-import type { RateLimiterRes } from 'rate-limiter-flexible';
-import type { Sequelize } from 'sequelize';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
-import { SequelizeRateLimiter } from './throttle-store.js';
+import type { CounterStore } from './throttle-store.js';
 
 export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
-/** An attempt already counted as a failure before the password was checked (see {@link Throttle.beginLogin}). */
-export interface LoginReservation {
-  readonly accountKey: string;
-  readonly ip: string;
-  /** The account's failure count including this attempt. */
-  readonly accountCount: number;
-}
-
-export type LoginVerdict = { allowed: true; reservation: LoginReservation } | { allowed: false; retryAfterSeconds: number };
+/** The outcome of a guarded password check: its result, or refused while a limit is reached. */
+export type Guarded<T> = { allowed: true; result: T } | { allowed: false; retryAfterSeconds: number };
 
 /** Longest block the back-off reaches. */
 const MAX_BLOCK_SECONDS = 24 * 60 * 60;
+/**
+ * A check in flight holds a slot; a slot counter resets this long after its
+ * last change. Far longer than any password check (milliseconds; requests
+ * time out after 30 s), so it only frees the slots of a process that died
+ * mid-check.
+ */
+const SLOT_WINDOW_MS = 60_000;
+/** How long an attempt waits, polling with back-off, for the checks ahead of it to settle. */
+const SETTLE_POLLS = 120;
+const FIRST_POLL_MS = 5;
+const LONGEST_POLL_MS = 100;
+
+/** One failure limit: failures in a window, plus the checks in flight that may still fail. */
+interface Budget {
+  failures: string;
+  /** Where the account's blocks of the day are counted (the back-off); the address has none. */
+  blocks?: string;
+  inFlight: string;
+  max: number;
+  windowMs: number;
+}
+
+type Attempt = { kind: 'acquired' } | { kind: 'blocked'; retryAfterSeconds: number } | { kind: 'busy'; retryAfterSeconds: number };
 
 /**
- * Login and registration throttling on shared database counters.
+ * Sign-in and registration throttling on shared database counters.
  *
  * - per account (the lower-cased name, whether or not it exists, so blocks
  *   reveal nothing): `accountMax` failures in `accountWindow` block the
@@ -27,104 +42,139 @@ const MAX_BLOCK_SECONDS = 24 * 60 * 60;
  * - per client address: `ipMax` failures in `ipWindow`;
  * - registrations per address: `registerMax` in `registerWindow`.
  *
- * While a block lasts every attempt is refused, the right password included.
+ * Only failures count. While a block lasts every attempt is refused, the
+ * right password included. Concurrent guesses cannot get past a limit: a
+ * password check starts only while the failures so far plus the checks
+ * already in flight stay within it; further attempts wait for those to
+ * settle (then pass, or find the block) instead of being refused, so a burst
+ * of correct sign-ins all succeed.
  */
 export class Throttle {
-  private readonly accountFailures: SequelizeRateLimiter;
-  private readonly accountBlocks: SequelizeRateLimiter;
-  private readonly ipFailures: SequelizeRateLimiter;
-  private readonly registrations: SequelizeRateLimiter;
-
-  constructor(sequelize: Sequelize, private readonly settings: Config['throttle']) {
-    const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
-    this.accountFailures = new SequelizeRateLimiter({
-      sequelize,
-      keyPrefix: 'login_account',
-      points: settings.accountMax,
-      duration: seconds(settings.accountWindowMs),
-    });
-    this.accountBlocks = new SequelizeRateLimiter({ sequelize, keyPrefix: 'login_blocks', points: 1000, duration: MAX_BLOCK_SECONDS });
-    this.ipFailures = new SequelizeRateLimiter({
-      sequelize,
-      keyPrefix: 'login_ip',
-      points: settings.ipMax,
-      duration: seconds(settings.ipWindowMs),
-    });
-    this.registrations = new SequelizeRateLimiter({
-      sequelize,
-      keyPrefix: 'register_ip',
-      points: settings.registerMax,
-      duration: seconds(settings.registerWindowMs),
-    });
-  }
-
-  /** May this address try to sign in to this account now? */
-  async checkLogin(accountKey: string, ip: string): Promise<ThrottleVerdict> {
-    const [account, address] = await Promise.all([this.accountFailures.get(accountKey), this.ipFailures.get(ip)]);
-    return worst([verdict(account, this.settings.accountMax), verdict(address, this.settings.ipMax)]);
-  }
+  constructor(
+    private readonly store: CounterStore,
+    private readonly settings: Config['throttle'],
+  ) {}
 
   /**
-   * Starts a sign-in attempt: refuses it while the account or address is
-   * blocked, else counts it as a failure up front (one atomic increment
-   * each) before any password work. Checking first and counting after the
-   * password check would let concurrent guesses all pass the check; counted
-   * first, attempts beyond the limit are refused however many arrive at once.
-   * Settle the reservation with {@link loginFailed} or {@link loginSucceeded}.
+   * Runs one password check for `accountKey` from `ip` under the failure
+   * limits. `failed(result)` says whether it counts as a failure. A check that
+   * throws counts as nothing.
    */
-  async beginLogin(accountKey: string, ip: string): Promise<LoginVerdict> {
-    const current = await this.checkLogin(accountKey, ip);
-    if (!current.allowed) return current;
-    const [account, address] = await Promise.all([this.accountFailures.penalty(accountKey, 1), this.ipFailures.penalty(ip, 1)]);
-    // Lost the race for the last free attempts: refused like a blocked one (the count stays).
-    const raced = worst([verdict(account, this.settings.accountMax + 1), verdict(address, this.settings.ipMax + 1)]);
-    if (!raced.allowed) return raced;
-    return { allowed: true, reservation: { accountKey, ip, accountCount: account.consumedPoints } };
+  async guardPasswordCheck<T>(accountKey: string, ip: string, check: () => Promise<T>, failed: (result: T) => boolean): Promise<Guarded<T>> {
+    const budgets = this.loginBudgets(accountKey, ip);
+    let wait = FIRST_POLL_MS;
+    for (let poll = 0; ; poll += 1) {
+      const attempt = await this.tryAcquire(budgets);
+      if (attempt.kind === 'acquired') break;
+      if (attempt.kind === 'blocked' || poll >= SETTLE_POLLS) return { allowed: false, retryAfterSeconds: attempt.retryAfterSeconds };
+      await sleep(wait + Math.random() * wait);
+      wait = Math.min(wait * 2, LONGEST_POLL_MS);
+    }
+    let result: T;
+    try {
+      result = await check();
+    } catch (err) {
+      await this.release(budgets);
+      throw err;
+    }
+    if (failed(result)) await this.countFailure(budgets);
+    else await this.store.delete(budgets[0]!.failures);
+    // Only after the failure is counted: whoever takes the slot next must see it.
+    await this.release(budgets);
+    return { allowed: true, result };
   }
 
-  /** The reserved attempt failed: the attempt that reached the account limit starts a (growing) block. */
-  async loginFailed(reservation: LoginReservation): Promise<void> {
-    if (reservation.accountCount === this.settings.accountMax) await this.startBlock(reservation.accountKey);
-  }
-
-  /** The reserved attempt succeeded: the account's count is cleared and the address gets its attempt back. */
-  async loginSucceeded(reservation: LoginReservation): Promise<void> {
-    await Promise.all([this.accountFailures.delete(reservation.accountKey), this.ipFailures.reward(reservation.ip, 1)]);
-  }
-
-  /** Blocks the account for the window, doubled for each earlier block that day. */
-  private async startBlock(accountKey: string): Promise<void> {
-    const blocks = await this.accountBlocks.penalty(accountKey, 1);
-    const base = Math.ceil(this.settings.accountWindowMs / 1000);
-    const length = Math.min(base * 2 ** Math.max(0, blocks.consumedPoints - 1), MAX_BLOCK_SECONDS);
-    await this.accountFailures.set(accountKey, this.settings.accountMax, length);
-  }
-
-  async checkRegistration(ip: string): Promise<ThrottleVerdict> {
-    return verdict(await this.registrations.get(ip), this.settings.registerMax);
+  /** May this address try to sign in to this account now (no block)? */
+  async checkLogin(accountKey: string, ip: string): Promise<ThrottleVerdict> {
+    const budgets = this.loginBudgets(accountKey, ip);
+    const counters = await this.store.getMany(budgets.map((b) => b.failures));
+    return worst(budgets.map((b) => verdict(counters.get(b.failures), b.max)));
   }
 
   /**
    * Counts a registration from the address before the account is created
-   * (atomically, so a burst cannot pass the check together); refused beyond
-   * the limit. Give the attempt back with {@link registrationFailed}.
+   * (atomically, so a burst cannot pass together); refused beyond the limit.
+   * Give it back with {@link registrationFailed} when the form was invalid.
    */
   async beginRegistration(ip: string): Promise<ThrottleVerdict> {
-    const current = await this.checkRegistration(ip);
-    if (!current.allowed) return current;
-    return verdict(await this.registrations.penalty(ip, 1), this.settings.registerMax + 1);
+    const key = `register_ip:${ip}`;
+    const current = await this.store.get(key);
+    if (current && current.points >= this.settings.registerMax) return verdict(current, this.settings.registerMax);
+    return verdict(await this.store.add(key, 1, this.settings.registerWindowMs), this.settings.registerMax + 1);
   }
 
-  /** The counted registration created no account (taken name, weak password). */
+  /**
+   * The counted registration was refused for its form (weak password,
+   * mismatch, bad name). A taken name is not given back: otherwise anyone
+   * could probe which names exist for free.
+   */
   async registrationFailed(ip: string): Promise<void> {
-    await this.registrations.reward(ip, 1);
+    await this.store.add(`register_ip:${ip}`, -1, this.settings.registerWindowMs);
   }
 
+  private loginBudgets(accountKey: string, ip: string): [Budget, Budget] {
+    const { accountMax, accountWindowMs, ipMax, ipWindowMs } = this.settings;
+    return [
+      { failures: `login_account:${accountKey}`, blocks: `login_blocks:${accountKey}`, inFlight: `login_account_checks:${accountKey}`, max: accountMax, windowMs: accountWindowMs },
+      { failures: `login_ip:${ip}`, inFlight: `login_ip_checks:${ip}`, max: ipMax, windowMs: ipWindowMs },
+    ];
+  }
+
+  /**
+   * Takes a slot in every budget if failures + checks in flight leave room.
+   * The slots are taken first and the failures read after: a check settling
+   * as a failure counts it before it gives its slot back, so this reading can
+   * only over-count (and wait), never let one check too many through.
+   */
+  private async tryAcquire(budgets: Budget[]): Promise<Attempt> {
+    // A blocked or full budget is seen without taking a slot, so waiting attempts do not keep slot counters alive.
+    const before = await this.store.getMany(budgets.flatMap((b) => [b.failures, b.inFlight]));
+    const blocked = worst(budgets.map((b) => verdict(before.get(b.failures), b.max)));
+    if (!blocked.allowed) return { kind: 'blocked', retryAfterSeconds: blocked.retryAfterSeconds };
+    if (budgets.some((b) => points(before.get(b.failures)) + points(before.get(b.inFlight)) >= b.max)) return this.busy(budgets, before);
+
+    const slots = await Promise.all(budgets.map((b) => this.store.slide(b.inFlight, 1, SLOT_WINDOW_MS)));
+    const after = await this.store.getMany(budgets.map((b) => b.failures));
+    if (budgets.every((b, i) => points(after.get(b.failures)) + slots[i]!.points <= b.max)) return { kind: 'acquired' };
+    await this.release(budgets);
+    const nowBlocked = worst(budgets.map((b) => verdict(after.get(b.failures), b.max)));
+    return nowBlocked.allowed ? this.busy(budgets, before) : { kind: 'blocked', retryAfterSeconds: nowBlocked.retryAfterSeconds };
+  }
+
+  private busy(budgets: Budget[], counters: Map<string, { msBeforeReset: number }>): Attempt {
+    const longest = Math.max(1000, ...budgets.map((b) => counters.get(b.inFlight)?.msBeforeReset ?? 0));
+    return { kind: 'busy', retryAfterSeconds: Math.ceil(longest / 1000) };
+  }
+
+  private async release(budgets: Budget[]): Promise<void> {
+    await Promise.all(budgets.map((b) => this.store.slide(b.inFlight, -1, SLOT_WINDOW_MS)));
+  }
+
+  /** One more failure in each budget; the one that reaches the account limit starts a (growing) block. */
+  private async countFailure([account, address]: [Budget, Budget]): Promise<void> {
+    const [accountCount] = await Promise.all([
+      this.store.add(account.failures, 1, account.windowMs),
+      this.store.add(address.failures, 1, address.windowMs),
+    ]);
+    if (accountCount.points === account.max) await this.startBlock(account);
+  }
+
+  /** Blocks the account for the window, doubled for each earlier block that day. */
+  private async startBlock(account: Budget): Promise<void> {
+    const blocks = await this.store.add(account.blocks!, 1, MAX_BLOCK_SECONDS * 1000);
+    const base = Math.ceil(account.windowMs / 1000);
+    const seconds = Math.min(base * 2 ** Math.max(0, blocks.points - 1), MAX_BLOCK_SECONDS);
+    await this.store.set(account.failures, account.max, seconds * 1000);
+  }
 }
 
-function verdict(res: RateLimiterRes | null, max: number): ThrottleVerdict {
-  if (!res || res.consumedPoints < max) return { allowed: true };
-  return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
+function points(counter: { points: number } | undefined): number {
+  return counter?.points ?? 0;
+}
+
+function verdict(counter: { points: number; msBeforeReset: number } | null | undefined, max: number): ThrottleVerdict {
+  if (!counter || counter.points < max) return { allowed: true };
+  return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(counter.msBeforeReset / 1000)) };
 }
 
 function worst(verdicts: ThrottleVerdict[]): ThrottleVerdict {

@@ -118,8 +118,15 @@ describe('account page', () => {
     expect((await loginUser(idle, username)).status).to.equal(302);
     expect((await loginUser(old, username)).status).to.equal(302);
     const { idleTimeoutMs, absoluteTimeoutMs } = t.config.session;
-    await t.database.sessions.update({ lastSeenAt: new Date(Date.now() - idleTimeoutMs - 60_000) }, { where: { userAgent: 'WentIdle/1.0' } });
-    await t.database.sessions.update({ createdAt: new Date(Date.now() - absoluteTimeoutMs - 60_000) }, { where: { userAgent: 'TooOld/1.0' }, silent: true });
+    // As if they had been left alone: the stored session data is what the store and the list judge by.
+    const age = async (userAgent: string, change: (meta: { createdAt: number; lastSeenAt: number }) => void) => {
+      const row = (await t.database.sessions.findOne({ where: { userAgent } }))!;
+      const data = JSON.parse(row.data) as { meta: { createdAt: number; lastSeenAt: number } };
+      change(data.meta);
+      await t.database.sessions.update({ data: JSON.stringify(data) }, { where: { sid: row.sid } });
+    };
+    await age('WentIdle/1.0', (meta) => (meta.lastSeenAt = Date.now() - idleTimeoutMs - 60_000));
+    await age('TooOld/1.0', (meta) => (meta.createdAt = Date.now() - absoluteTimeoutMs - 60_000));
     expect(await t.database.sessions.count({ where: { userAgent: ['WentIdle/1.0', 'TooOld/1.0'] } }), 'rows still stored').to.equal(2);
 
     const rows = tableRows((await mine.get('/account').expect(200)).text, 'sessions-heading').map(unescapeHtml);

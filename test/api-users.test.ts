@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import type { Server } from 'node:http';
 import request from 'supertest';
 import { UserAdmin } from '../services/user-admin.js';
+import { TestClock } from './helpers/clock.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { browser, registerUser, type Agent } from './helpers/browser.js';
 
@@ -31,9 +32,6 @@ function expectInsufficientScope(res: request.Response) {
   expect((res.body as { message: string }).message).to.be.a('string');
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 describe('GET /api/users', () => {
   let t: TestApp;
@@ -102,9 +100,11 @@ describe('GET /api/users', () => {
 
 describe('GET /api/users with the revocation cache on', () => {
   const TTL = 300;
+  let clock: TestClock;
   let t: TestApp;
   before(async () => {
-    t = await startTestApp({ env: { REVOCATION_CACHE_TTL: String(TTL) } });
+    clock = new TestClock();
+    t = await startTestApp({ env: { REVOCATION_CACHE_TTL: String(TTL) }, clock: clock.read });
   });
   after(() => t.close());
 
@@ -115,7 +115,9 @@ describe('GET /api/users with the revocation cache on', () => {
     expectInsufficientScope(await listUsers(t.server, token)); // the user's state is now cached
 
     await new UserAdmin(t.database.users).setRole(name, 'admin', true); // as `npm run users -- grant` does
-    await delay(TTL + 50);
+    clock.advance(TTL - 1);
+    expectInsufficientScope(await listUsers(t.server, token)); // still the cached answer: the bound
+    clock.advance(2);
     expect((await listUsers(t.server, token)).status).to.equal(200);
 
     const me = await request(t.server).get('/api/me').set('Authorization', `Bearer ${token}`).expect(200);
@@ -130,7 +132,9 @@ describe('GET /api/users with the revocation cache on', () => {
     expect((await listUsers(t.server, token)).status).to.equal(200);
 
     await new UserAdmin(t.database.users).setRole(name, 'admin', false);
-    await delay(TTL + 50);
+    clock.advance(TTL - 1);
+    expect((await listUsers(t.server, token)).status).to.equal(200); // still the cached answer: the bound
+    clock.advance(2);
     expectInsufficientScope(await listUsers(t.server, token));
   });
 });

@@ -7,7 +7,7 @@ import { createMigrator, migrateUp } from '../migrations/runner.js';
 import { describeError } from '../middleware/errors.js';
 import { isDatabaseUnavailable, openDatabase, type Database } from '../models/database.js';
 import { SessionService } from '../services/sessions.js';
-import { SequelizeRateLimiter } from '../services/throttle-store.js';
+import { CounterStore } from '../services/throttle-store.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { userWithToken } from './helpers/browser.js';
 import { adminQuery, createTestDatabase, testDatabaseUrl, type TestDatabase } from './helpers/postgres.js';
@@ -66,23 +66,19 @@ describe('PostgreSQL', function () {
       expect(updated!.tokensValidAfter!.toISOString()).to.equal(when.toISOString());
     });
 
-    it('runs the throttle store upsert (INSERT … ON CONFLICT … RETURNING) with bigint expiry as numbers', async () => {
-      const limiter = new SequelizeRateLimiter({ sequelize: database.sequelize, keyPrefix: 'pgtest', points: 3, duration: 600 });
-      const first = await limiter.penalty('k', 1);
-      const second = await limiter.penalty('k', 2);
-      expect(first.consumedPoints).to.equal(1);
-      expect(second.consumedPoints).to.equal(3);
-      expect(second.msBeforeNext).to.be.within(590_000, 600_000);
-      const got = await limiter.get('k');
-      expect(got!.consumedPoints).to.equal(3);
-      await limiter.set('k', 7, 30);
-      expect((await limiter.get('k'))!.consumedPoints).to.equal(7);
-      await limiter.delete('k');
-      expect(await limiter.get('k')).to.equal(null);
+    it('runs the counter store upsert (INSERT … ON CONFLICT … RETURNING) with bigint expiry as numbers', async () => {
+      const store = new CounterStore(database.sequelize, () => 1_900_000_000_000);
+      expect(await store.add('pgtest:k', 1, 600_000)).to.deep.equal({ points: 1, msBeforeReset: 600_000 });
+      expect(await store.add('pgtest:k', 2, 600_000)).to.deep.equal({ points: 3, msBeforeReset: 600_000 });
+      expect(await store.add('pgtest:k', -9, 600_000)).to.deep.equal({ points: 0, msBeforeReset: 600_000 });
+      await store.set('pgtest:k', 7, 30_000);
+      expect(await store.get('pgtest:k')).to.deep.equal({ points: 7, msBeforeReset: 30_000 });
+      await store.delete('pgtest:k');
+      expect(await store.get('pgtest:k')).to.equal(null);
     });
 
     it('records a revocation twice without error (bulkCreate ignoreDuplicates = ON CONFLICT DO NOTHING)', async () => {
-      const sessions = new SessionService(database.sessions, database.sessionRevocations, 60_000);
+      const sessions = new SessionService(database.sessions, database.sessionRevocations, 60_000, Date.now);
       const id = '00000000-0000-4000-8000-0000000000aa';
       await sessions.recordRevoked(1, [id]);
       await sessions.recordRevoked(1, [id, '00000000-0000-4000-8000-0000000000bb']);

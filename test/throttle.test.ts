@@ -1,24 +1,40 @@
 import { expect } from 'chai';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { migrateUp } from '../migrations/runner.js';
 import { openDatabase, type Database } from '../models/database.js';
 import { Throttle } from '../services/throttle.js';
-import { testConfig, tempSqliteUrl } from './helpers/app.js';
+import { CounterStore } from '../services/throttle-store.js';
+import { freshDatabase, testConfig, tempSqliteUrl } from './helpers/app.js';
 
-/** One wrong password from `ip` on `account`, as the login route counts it. */
-async function fail(throttle: Throttle, account: string, ip: string): Promise<void> {
-  const verdict = await throttle.beginLogin(account, ip);
-  if (verdict.allowed) await throttle.loginFailed(verdict.reservation);
+const MINUTE = 60_000;
+
+/** A clock the test moves by hand. */
+function movableClock(start = Date.UTC(2030, 0, 1)) {
+  const clock = { now: start };
+  return { clock, read: () => clock.now };
 }
+
+/** One password check on `account` from `ip` with a given outcome; the guarded result, or 'refused'. */
+async function attempt(throttle: Throttle, account: string, ip: string, correct: boolean): Promise<'ok' | 'wrong' | 'refused'> {
+  const guarded = await throttle.guardPasswordCheck(account, ip, async () => correct, (ok) => !ok);
+  if (!guarded.allowed) return 'refused';
+  return guarded.result ? 'ok' : 'wrong';
+}
+
+const fail = (throttle: Throttle, account: string, ip: string) => attempt(throttle, account, ip, false);
 
 describe('throttle counters in the database', () => {
   let db: Database;
   let file: ReturnType<typeof tempSqliteUrl>;
+  let time: ReturnType<typeof movableClock>;
   const settings = testConfig().throttle;
+  const throttleWith = (changes: Partial<typeof settings> = {}) => new Throttle(new CounterStore(db.sequelize, time.read), { ...settings, ...changes });
 
   beforeEach(async () => {
     file = tempSqliteUrl();
     db = await openDatabase(file.url);
     await migrateUp(db);
+    time = movableClock();
   });
   afterEach(async () => {
     await db.close();
@@ -37,66 +53,224 @@ describe('throttle counters in the database', () => {
   });
 
   it('blocks an account after its fifth failure and says when to retry', async () => {
-    const throttle = new Throttle(db.sequelize, settings);
+    const throttle = throttleWith();
     for (let i = 0; i < 5; i += 1) {
       expect(await throttle.checkLogin('alice', `10.0.0.${i}`)).to.deep.equal({ allowed: true });
-      await fail(throttle, 'alice', `10.0.0.${i}`);
+      expect(await fail(throttle, 'alice', `10.0.0.${i}`)).to.equal('wrong');
     }
-    const verdict = await throttle.checkLogin('alice', '10.9.9.9');
-    expect(verdict.allowed).to.equal(false);
-    if (!verdict.allowed) expect(verdict.retryAfterSeconds).to.be.within(1, 15 * 60);
+    expect(await throttle.checkLogin('alice', '10.9.9.9')).to.deep.equal({ allowed: false, retryAfterSeconds: 15 * 60 });
+    expect(await attempt(throttle, 'alice', '10.9.9.9', true), 'the right password while blocked').to.equal('refused');
     expect(await throttle.checkLogin('bob', '10.9.9.9')).to.deep.equal({ allowed: true });
   });
 
+  it('ends the block when its time is up', async () => {
+    const throttle = throttleWith();
+    for (let i = 0; i < 5; i += 1) await fail(throttle, 'alice', '10.0.0.1');
+    time.clock.now += 15 * MINUTE - 1000;
+    expect((await throttle.checkLogin('alice', '10.0.0.2')).allowed).to.equal(false);
+    time.clock.now += 1000;
+    expect(await attempt(throttle, 'alice', '10.0.0.2', true)).to.equal('ok');
+  });
+
   it('doubles the block for an account that is blocked again the same day', async () => {
-    const throttle = new Throttle(db.sequelize, { ...settings, accountMax: 2, accountWindowMs: 60_000 });
+    const throttle = throttleWith({ accountMax: 2, accountWindowMs: MINUTE });
     await fail(throttle, 'carol', '10.0.0.1');
     await fail(throttle, 'carol', '10.0.0.1');
-    const first = await throttle.checkLogin('carol', '10.0.0.2');
-    // The block ends (here: is lifted by hand), then the account fails twice again the same day.
-    await db.sequelize.query("DELETE FROM rate_limits WHERE rl_key LIKE 'login_account%'");
-    await fail(throttle, 'carol', '10.0.0.1');
-    await fail(throttle, 'carol', '10.0.0.1');
-    const second = await throttle.checkLogin('carol', '10.0.0.2');
-    expect(first.allowed || second.allowed).to.equal(false);
-    if (!first.allowed && !second.allowed) {
-      expect(first.retryAfterSeconds).to.be.within(55, 60);
-      expect(second.retryAfterSeconds).to.be.within(115, 120);
-    }
+    expect(await throttle.checkLogin('carol', '10.0.0.2')).to.deep.equal({ allowed: false, retryAfterSeconds: 60 });
+    time.clock.now += MINUTE;
+    expect(await fail(throttle, 'carol', '10.0.0.1')).to.equal('wrong');
+    expect(await fail(throttle, 'carol', '10.0.0.1')).to.equal('wrong');
+    expect(await throttle.checkLogin('carol', '10.0.0.2')).to.deep.equal({ allowed: false, retryAfterSeconds: 120 });
   });
 
   it('blocks an address spraying failures over many accounts', async () => {
-    const throttle = new Throttle(db.sequelize, { ...settings, ipMax: 10 });
-    for (let i = 0; i < 10; i += 1) await fail(throttle, `victim${i}`, '192.0.2.7');
+    const throttle = throttleWith({ ipMax: 10 });
+    for (let i = 0; i < 10; i += 1) expect(await fail(throttle, `victim${i}`, '192.0.2.7')).to.equal('wrong');
     expect((await throttle.checkLogin('someone-new', '192.0.2.7')).allowed).to.equal(false);
+    expect(await fail(throttle, 'someone-new', '192.0.2.7')).to.equal('refused');
     expect((await throttle.checkLogin('someone-new', '192.0.2.8')).allowed).to.equal(true);
   });
 
   it('clears an account count on success but not the failures its address made', async () => {
-    const throttle = new Throttle(db.sequelize, { ...settings, ipMax: 4 });
+    const throttle = throttleWith({ ipMax: 4 });
     for (let i = 0; i < 3; i += 1) await fail(throttle, 'dave', '192.0.2.9');
-    const success = await throttle.beginLogin('dave', '192.0.2.10');
-    expect(success.allowed).to.equal(true);
-    if (success.allowed) await throttle.loginSucceeded(success.reservation);
+    expect(await attempt(throttle, 'dave', '192.0.2.10', true)).to.equal('ok');
     for (let i = 0; i < 4; i += 1) await fail(throttle, 'dave', '192.0.2.10');
     expect((await throttle.checkLogin('dave', '192.0.2.11')).allowed, 'account count restarted from zero').to.equal(true);
     await fail(throttle, 'erin', '192.0.2.9');
-    expect((await throttle.checkLogin('frank', '192.0.2.9')).allowed, 'address kept its three failures').to.equal(false);
+    expect((await throttle.checkLogin('frank', '192.0.2.9')).allowed, 'address kept its failures').to.equal(false);
+  });
+
+  it('counts no success against the account or the address', async () => {
+    const throttle = throttleWith({ accountMax: 2, ipMax: 2 });
+    for (let i = 0; i < 10; i += 1) expect(await attempt(throttle, 'gina', '192.0.2.12', true), `sign-in ${i + 1}`).to.equal('ok');
+    expect(await throttle.checkLogin('gina', '192.0.2.12')).to.deep.equal({ allowed: true });
   });
 
   it('keeps counting across a restart (a new connection to the same file)', async () => {
-    for (let i = 0; i < 5; i += 1) await fail(new Throttle(db.sequelize, settings), 'erin', '192.0.2.1');
+    for (let i = 0; i < 5; i += 1) await fail(throttleWith(), 'erin', '192.0.2.1');
     await db.close();
     db = await openDatabase(file.url);
-    expect((await new Throttle(db.sequelize, settings).checkLogin('erin', '192.0.2.2')).allowed).to.equal(false);
+    expect((await throttleWith().checkLogin('erin', '192.0.2.2')).allowed).to.equal(false);
   });
 
-  it('limits registrations per address', async () => {
-    const throttle = new Throttle(db.sequelize, { ...settings, registerMax: 3 });
-    for (let i = 0; i < 3; i += 1) {
-      expect((await throttle.beginRegistration('198.51.100.1')).allowed).to.equal(true);
+  it('limits registrations per address, and gives back only the ones refused for their form', async () => {
+    const throttle = throttleWith({ registerMax: 3 });
+    expect(await throttle.beginRegistration('198.51.100.1')).to.deep.equal({ allowed: true });
+    await throttle.registrationFailed('198.51.100.1');
+    for (let i = 0; i < 3; i += 1) expect(await throttle.beginRegistration('198.51.100.1')).to.deep.equal({ allowed: true });
+    expect(await throttle.beginRegistration('198.51.100.1')).to.deep.equal({ allowed: false, retryAfterSeconds: 3600 });
+    expect(await throttle.beginRegistration('198.51.100.2')).to.deep.equal({ allowed: true });
+  });
+});
+
+describe('throttled password checks under concurrency', () => {
+  let db: Database;
+  let time: ReturnType<typeof movableClock>;
+  let store: CounterStore;
+  const settings = { ...testConfig().throttle, accountMax: 5, ipMax: 50 };
+  let fresh: Awaited<ReturnType<typeof freshDatabase>>;
+  // A SQLite file, or a PostgreSQL database of its own when TEST_DATABASE_URL is set.
+  beforeEach(async () => {
+    fresh = await freshDatabase();
+    db = await openDatabase(fresh.url);
+    await migrateUp(db);
+    time = movableClock();
+    store = new CounterStore(db.sequelize, time.read);
+  });
+  afterEach(async () => {
+    await db.close();
+    await fresh.cleanup();
+  });
+
+  /** Runs `n` checks of one account at once; each takes a few ms; counts checks run and the most at once. */
+  async function burst(n: number, correct: boolean, ip = (i: number) => `192.0.2.${i + 1}`) {
+    const throttle = new Throttle(store, settings);
+    let running = 0;
+    let mostAtOnce = 0;
+    let checks = 0;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        throttle.guardPasswordCheck('hal', ip(i), async () => {
+          checks += 1;
+          running += 1;
+          mostAtOnce = Math.max(mostAtOnce, running);
+          await sleep(3);
+          running -= 1;
+          return correct;
+        }, (ok) => !ok),
+      ),
+    );
+    return { checks, mostAtOnce, allowed: results.filter((r) => r.allowed).length, refused: results.filter((r) => !r.allowed).length };
+  }
+
+  it('lets 40 concurrent correct checks of one account all through, at most the limit at once', async () => {
+    const r = await burst(40, true);
+    expect(r).to.deep.equal({ checks: 40, mostAtOnce: r.mostAtOnce, allowed: 40, refused: 0 });
+    expect(r.mostAtOnce).to.be.within(1, 5);
+  });
+
+  it('runs exactly the limit of checks when 40 wrong guesses arrive at once, and refuses the rest', async () => {
+    const r = await burst(40, false);
+    expect(r).to.deep.equal({ checks: 5, mostAtOnce: r.mostAtOnce, allowed: 5, refused: 35 });
+    expect(r.mostAtOnce).to.be.within(1, 5);
+    expect((await new Throttle(store, settings).checkLogin('hal', '203.0.113.1')).allowed).to.equal(false);
+  });
+
+  it('bounds checks in flight per address too (one address, many accounts)', async () => {
+    const throttle = new Throttle(store, { ...settings, ipMax: 3 });
+    let checks = 0;
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        throttle.guardPasswordCheck(`acct${i}`, '198.51.100.9', async () => {
+          checks += 1;
+          await sleep(3);
+          return false;
+        }, (ok) => !ok),
+      ),
+    );
+    expect(checks).to.equal(3);
+    expect(results.filter((r) => !r.allowed).length).to.equal(9);
+  });
+
+  it('gives the slot of a check that throws back and counts nothing', async () => {
+    const throttle = new Throttle(store, settings);
+    for (let i = 0; i < 6; i += 1) {
+      const outcome = await throttle
+        .guardPasswordCheck('ivan', '192.0.2.30', async () => {
+          throw new Error('database went away');
+        }, () => true)
+        .then(() => 'resolved', (err: Error) => err.message);
+      expect(outcome).to.equal('database went away');
     }
-    expect((await throttle.checkRegistration('198.51.100.1')).allowed).to.equal(false);
-    expect((await throttle.checkRegistration('198.51.100.2')).allowed).to.equal(true);
+    expect(await attempt(throttle, 'ivan', '192.0.2.30', true)).to.equal('ok');
+    expect(await throttle.checkLogin('ivan', '192.0.2.30')).to.deep.equal({ allowed: true });
+  });
+
+  it('waits for slots held by a process that died, until their counter resets', async () => {
+    // Five checks in flight that will never settle (their process was killed mid-check).
+    for (let i = 0; i < 5; i += 1) await store.slide('login_account_checks:judy', 1, 60_000);
+    const throttle = new Throttle(store, settings);
+    let settled = false;
+    const waiting = attempt(throttle, 'judy', '192.0.2.40', true).finally(() => {
+      settled = true;
+    });
+    await sleep(50);
+    expect(settled, 'still waiting while the slots are held').to.equal(false);
+    time.clock.now += 60_000;
+    expect(await waiting).to.equal('ok');
+  });
+});
+
+describe('CounterStore', () => {
+  let db: Database;
+  let time: ReturnType<typeof movableClock>;
+  let store: CounterStore;
+  let fresh: Awaited<ReturnType<typeof freshDatabase>>;
+  // A SQLite file, or a PostgreSQL database of its own when TEST_DATABASE_URL is set.
+  beforeEach(async () => {
+    fresh = await freshDatabase();
+    db = await openDatabase(fresh.url);
+    await migrateUp(db);
+    time = movableClock();
+    store = new CounterStore(db.sequelize, time.read);
+  });
+  afterEach(async () => {
+    await db.close();
+    await fresh.cleanup();
+  });
+
+  it('never takes a counter below zero, nor creates a negative one', async () => {
+    expect(await store.add('k:fresh', -1, MINUTE)).to.deep.equal({ points: 0, msBeforeReset: MINUTE });
+    expect((await store.add('k:fresh', 1, MINUTE)).points).to.equal(1);
+    await store.add('k:live', 2, MINUTE);
+    expect((await store.add('k:live', -5, MINUTE)).points).to.equal(0);
+  });
+
+  it('keeps a fixed window for add and moves the end with every slide', async () => {
+    await store.add('k:fixed', 1, MINUTE);
+    await store.slide('k:slide', 1, MINUTE);
+    time.clock.now += 40_000;
+    expect(await store.add('k:fixed', 1, MINUTE)).to.deep.equal({ points: 2, msBeforeReset: 20_000 });
+    expect(await store.slide('k:slide', 1, MINUTE)).to.deep.equal({ points: 2, msBeforeReset: MINUTE });
+    time.clock.now += 20_000;
+    expect(await store.get('k:fixed'), 'reset at the end of its window').to.equal(null);
+    expect((await store.get('k:slide'))?.points).to.equal(2);
+  });
+
+  it('stores a very long key by its hash and still finds it', async () => {
+    const key = `login_account:${'x'.repeat(10_000)}`;
+    await store.add(key, 3, MINUTE);
+    expect((await store.get(key))?.points).to.equal(3);
+    const [rows] = await db.sequelize.query('SELECT rl_key FROM rate_limits');
+    expect((rows as { rl_key: string }[])[0]!.rl_key).to.match(/^login_account:sha256:[0-9a-f]{64}$/);
+  });
+
+  it('clears expired counters and keeps live ones', async () => {
+    await store.add('k:old', 1, MINUTE);
+    await store.add('k:new', 1, 10 * MINUTE);
+    time.clock.now += 2 * MINUTE;
+    expect(await store.clearExpired()).to.equal(1);
+    expect(await store.get('k:new')).to.not.equal(null);
   });
 });

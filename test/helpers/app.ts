@@ -6,6 +6,7 @@ import dotenv from 'dotenv';
 import type { Express } from 'express';
 import { pino } from 'pino';
 import { createApp } from '../../app.js';
+import type { Clock } from '../../clock.js';
 import { loadConfig, type Config } from '../../config.js';
 import { migrateUp } from '../../migrations/runner.js';
 import { openDatabase, type Database } from '../../models/database.js';
@@ -32,7 +33,7 @@ export interface TestApp {
  * file when `databaseUrl` says so. With `TEST_DATABASE_URL` set (and no
  * `databaseUrl`), a new PostgreSQL database of its own, dropped by `close()`.
  */
-export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string } = {}): Promise<TestApp> {
+export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string; clock?: Clock } = {}): Promise<TestApp> {
   const pg = !options.databaseUrl && !options.env?.DATABASE_URL && testDatabaseUrl ? await createTestDatabase() : undefined;
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const config = testConfig({ ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}), ...options.env });
@@ -47,7 +48,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     await pg?.drop();
     throw err;
   }
-  const app = createApp({ config, database, logger: pino({ level: 'silent' }) });
+  const app = createApp({ config, database, logger: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
   const server = createServer({ maxHeaderSize: 96 * 1024 }, app);
   let closing: Promise<void> | undefined;
   const close = () =>

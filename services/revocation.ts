@@ -1,0 +1,82 @@
+import type { AuditActor, AuditLog } from './audit-log.js';
+import type { SessionService } from './sessions.js';
+import type { TokenAccess } from './token-access.js';
+import type { UserAdmin } from './user-admin.js';
+import type { PublicUser, UserService } from './users.js';
+
+/** Who acts, with the audit fields of the request or the command line. */
+export type Actor = Omit<AuditActor, 'userId' | 'username'>;
+
+export interface RevocationDeps {
+  sessions: SessionService;
+  users: UserService;
+  admin: UserAdmin;
+  audit: AuditLog;
+  /** The verified-token answers this process caches; absent for the command line (it caches nothing). */
+  tokenAccess?: TokenAccess;
+}
+
+/**
+ * Every way a session or token stops working, each as one call that does the
+ * whole sequence: record the revocation (so tokens from the session are
+ * refused), move "tokens valid after" where all of a user's tokens end,
+ * forget this process's cached answers, and write the audit event. Routes and
+ * the users CLI call these; nothing else revokes.
+ */
+export class RevocationService {
+  constructor(private readonly deps: RevocationDeps) {}
+
+  /** Sign-out: tokens minted from this session die with it. The caller destroys the session itself. */
+  async signedOut(user: PublicUser, sessionPublicId: string, actor: Actor): Promise<void> {
+    await this.deps.sessions.recordRevoked(user.id, [sessionPublicId]);
+    this.forget(user.id);
+    await this.deps.audit.record('signed_out', withUser(actor, user));
+  }
+
+  /** Ends one session of the user and its tokens; false when the user has no session with that id. */
+  async endSession(user: PublicUser, sessionPublicId: string, actor: Actor): Promise<boolean> {
+    if (!(await this.deps.sessions.revoke(user.id, sessionPublicId))) return false;
+    this.forget(user.id);
+    await this.deps.audit.record('session_revoked', withUser(actor, user), sessionPublicId);
+    return true;
+  }
+
+  /** Sign-out everywhere: every session of the user, this one included, and every earlier token. */
+  async endEverywhere(user: PublicUser, actor: Actor): Promise<void> {
+    await this.deps.sessions.revokeAll(user.id);
+    await this.deps.users.invalidateTokens(user.id);
+    this.forget(user.id);
+    await this.deps.audit.record('signed_out_everywhere', withUser(actor, user));
+  }
+
+  /**
+   * After a password change (which already moved "tokens valid after"): every
+   * other session ends, and tokens from the current one too (the browser goes
+   * on under a new session).
+   */
+  async passwordChanged(user: PublicUser, keep: { sid: string; publicId: string }): Promise<void> {
+    await this.deps.sessions.revokeAll(user.id, keep.sid);
+    await this.deps.sessions.recordRevoked(user.id, [keep.publicId]);
+    this.forget(user.id);
+  }
+
+  /**
+   * Disables or enables an account by name. Disabling ends every session and
+   * token (also moving "tokens valid after", so re-enabling brings none back).
+   */
+  async setDisabled(username: string, disabled: boolean, actor: Actor): Promise<{ user: PublicUser; changed: boolean }> {
+    const outcome = await this.deps.admin.setDisabled(username, disabled);
+    if (disabled) await this.deps.sessions.revokeAll(outcome.user.id);
+    this.forget(outcome.user.id);
+    if (outcome.changed) await this.deps.audit.record(disabled ? 'disabled' : 'enabled', withUser(actor, outcome.user));
+    return outcome;
+  }
+
+  private forget(userId: number): void {
+    this.deps.tokenAccess?.forgetUser(userId);
+  }
+}
+
+function withUser(actor: Actor, user: PublicUser): AuditActor {
+  return { ...actor, userId: user.id, username: user.username };
+}
