@@ -106,13 +106,15 @@ function status(phase: string): void {
   process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0)}s] ${phase}\n`);
 }
 
+/** The app's version and those of its dependencies and the load generator, as installed. */
 function versions(): Record<string, string> {
-  const names = ['express', 'express-session', 'connect-session-sequelize', 'passport', 'passport-local', 'jsonwebtoken', 'sequelize', 'sqlite3', '@node-rs/argon2', 'csrf-sync', 'helmet', 'pino', 'ejs', 'autocannon'];
-  const versionIn = (dir: string) => (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version;
-  const out: Record<string, string> = { 'token-bridge': versionIn(root) };
-  for (const name of names) {
+  type Manifest = { name: string; version: string; dependencies?: Record<string, string> };
+  const manifest = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as Manifest;
+  const app = manifest(root);
+  const out: Record<string, string> = { [app.name]: app.version };
+  for (const name of [...Object.keys(app.dependencies ?? {}), 'autocannon']) {
     try {
-      out[name] = versionIn(path.join(root, 'node_modules', name));
+      out[name] = manifest(path.join(root, 'node_modules', name)).version;
     } catch {
       out[name] = 'missing';
     }
