@@ -11,6 +11,7 @@ import {
   UnsupportedMediaTypeError,
 } from '../errors.js';
 import { isDatabaseUnavailable } from '../models/database.js';
+import { errorForLog } from './log-error.js';
 
 /**
  * Maps anything thrown to an error of the catalogue: ours as they are, the
@@ -52,7 +53,7 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   if (res.headersSent) {
     // E.g. the session store failed to save after the page went out. Express's own handler would
     // print the whole error (SQL and bind parameters included) to stderr: log one line instead.
-    req.log?.error({ err: { type: (err as Error)?.name, message: (err as Error)?.message } }, 'failed after the response was sent');
+    req.log?.error({ req: { id: req.id }, err: errorForLog(err) }, 'failed after the response was sent');
     if (!res.writableEnded) res.destroy();
     return;
   }
@@ -70,7 +71,7 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     res.render('error', { title, status: error.status, message }, (renderErr: Error | null, html?: string) => {
       // A broken view must not fall through to Express's default handler (which shows a stack).
       if (renderErr) {
-        req.log?.error({ err: renderErr }, 'error page failed to render');
+        req.log?.error({ req: { id: req.id }, err: errorForLog(renderErr) }, 'error page failed to render');
         res.type('text/plain').send(`${title}: ${message}`);
       } else {
         res.send(html);

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { LogLevel } from '../config.js';
+import { errorForLog } from './log-error.js';
 
 /** The app's structured logger: JSON lines on stdout, or on `destination` (tests). */
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
@@ -10,17 +11,27 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     level,
     base: { app: 'token-bridge' },
     // Belt and braces: the request line never includes these, and nothing else may either.
-    // A Sequelize error carries its SQL and bind parameters (session ids, session data): never logged.
-    redact: { paths: ['password', '*.password', 'token', '*.token', 'headers.authorization', 'headers.cookie', '*.headers.cookie', '*.headers.authorization', 'err.sql', 'err.parameters', 'err.parent', 'err.original'], censor: '[redacted]' },
+    redact: { paths: ['password', '*.password', 'token', '*.token', 'headers.authorization', 'headers.cookie', '*.headers.cookie', '*.headers.authorization'], censor: '[redacted]' },
+    // Any error logged as `err`, by any module, is reduced to an allow-list (a Sequelize error
+    // carries its SQL, bind parameters and the values that broke a constraint).
+    serializers: { err: errorForLog },
   };
   return destination ? pino(options, destination) : pino(options);
 }
 
+/** The response header that carries the request's id. */
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+
 /**
- * One line per finished request: `{req: {id, method, path}, res: {status},
- * responseTime}` — the path without its query string (it could carry
- * secrets), no headers, cookies or bodies. A 5xx carries the error (with its
- * stack) that the error handler left in `res.locals.error`.
+ * Gives every request an id (`req.id`, a random UUID, also sent back as
+ * `X-Request-Id`) and writes one line per finished request: `{req: {id,
+ * method, path}, res: {status}, responseTime}` — the path without its query
+ * string (it could carry secrets), no headers, cookies or bodies. A 5xx
+ * carries the error that the error handler left in `res.locals.error`, reduced
+ * to {@link errorForLog}'s allow-list.
+ *
+ * An incoming `X-Request-Id` is ignored: a client could put anything in it
+ * (another request's id, text that forges log lines).
  *
  * Hand-rolled rather than pino-http: that builds a child logger with
  * serialized bindings for every request, which profiling showed as the
@@ -29,7 +40,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 export function requestLogger(logger: Logger): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const start = performance.now();
+    const id = randomUUID();
+    req.id = id;
     req.log = logger;
+    res.setHeader(REQUEST_ID_HEADER, id);
     // A response emits 'close' once, after 'finish' or when the client went away first.
     res.on('close', () => {
       const err: unknown = res.locals.error;
@@ -38,12 +52,12 @@ export function requestLogger(logger: Logger): RequestHandler {
       if (!failed && !logger.isLevelEnabled('info')) return;
       const responseTime = Math.round(performance.now() - start);
       const line = {
-        req: { id: randomUUID(), method: req.method, path: (req.originalUrl || req.url).split('?')[0] },
+        req: { id, method: req.method, path: (req.originalUrl || req.url).split('?')[0] },
         res: { status: res.statusCode },
         responseTime,
       };
       if (failed) {
-        logger.error({ ...line, err: err ?? new Error(`failed with status code ${res.statusCode}`) }, `${req.method} ${res.statusCode} failed`);
+        logger.error({ ...line, err: errorForLog(err ?? new Error(`failed with status code ${res.statusCode}`)) }, `${req.method} ${res.statusCode} failed`);
       } else if (!res.writableFinished) {
         logger.info(line, `${req.method} ${res.statusCode} aborted by the client after ${responseTime}ms`);
       } else {

@@ -11,6 +11,8 @@ declare global {
     interface Request {
       /** Set by the bearer middleware on /api routes. */
       principal?: { user: PublicUser; claims: AccessTokenClaims };
+      /** This request's id (a random UUID, also the `X-Request-Id` answer header), set by the request logger. */
+      id?: string;
       /** The app's logger, set by the request logger. */
       log?: Logger;
     }
