@@ -16,6 +16,8 @@ export interface Config {
   readonly databasePoolMax: number;
   /** How long a query waits for a pooled PostgreSQL connection before failing (503). */
   readonly databaseAcquireTimeoutMs: number;
+  /** Longest run of one PostgreSQL statement before the server cancels it (503). */
+  readonly databaseStatementTimeoutMs: number;
   /** Worker processes `server.ts` forks with node:cluster (1 = no cluster, serve in this process). */
   readonly webConcurrency: number;
   readonly logLevel: LogLevel;
@@ -95,6 +97,7 @@ const schema = z.object({
     .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, 'must be a whole number from 1 to 1000')
     .transform(Number),
   DB_ACQUIRE_TIMEOUT: duration('DB_ACQUIRE_TIMEOUT', '5s'),
+  DB_STATEMENT_TIMEOUT: duration('DB_STATEMENT_TIMEOUT', '10s'),
   WEB_CONCURRENCY: z
     .string()
     .default('1')
@@ -211,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DB_POOL_MAX,
     databaseAcquireTimeoutMs: e.DB_ACQUIRE_TIMEOUT,
+    databaseStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT,
     webConcurrency: e.WEB_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
     trustProxy: e.TRUST_PROXY,

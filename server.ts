@@ -43,7 +43,11 @@ async function main(): Promise<void> {
 async function openMigrated(config: Config, logger: Logger, migrate: boolean): Promise<Database> {
   let database: Database | undefined;
   try {
-    database = await openDatabase(config.databaseUrl, { poolMax: config.databasePoolMax, acquireTimeoutMs: config.databaseAcquireTimeoutMs });
+    database = await openDatabase(config.databaseUrl, {
+      poolMax: config.databasePoolMax,
+      acquireTimeoutMs: config.databaseAcquireTimeoutMs,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+    });
     if (migrate) {
       const applied = await migrateUp(database);
       if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');

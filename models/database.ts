@@ -39,6 +39,19 @@ export const DEFAULT_POOL_MAX = 10;
  */
 export const POOL_ACQUIRE_TIMEOUT_MS = 5_000;
 export const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * Default longest run of one PostgreSQL statement (`DB_STATEMENT_TIMEOUT`):
+ * the server cancels it (57014) and the request answers 503 instead of
+ * holding a connection for as long as a lock or a runaway plan lasts.
+ */
+export const STATEMENT_TIMEOUT_MS = 10_000;
+/**
+ * How much longer than the statement timeout the client waits for any answer
+ * before giving the connection up ("Query read timeout"). The server's own
+ * cancel comes first and keeps the connection; this one is for a server that
+ * cannot answer at all (a silent network partition: no reset, no reply).
+ */
+export const QUERY_TIMEOUT_MARGIN_MS = 2_000;
 
 export type SqlValue = string | number | boolean | Date | null;
 
@@ -60,11 +73,24 @@ function sqliteManager(sequelize: Sequelize): SqliteConnectionManager {
 
 const SESSION_DATA_SQL = 'SELECT data FROM sessions WHERE sid = ?';
 
+export interface OpenOptions {
+  /** Most pooled PostgreSQL connections (`DB_POOL_MAX`). */
+  poolMax?: number;
+  /** How long a query waits for a pooled PostgreSQL connection (`DB_ACQUIRE_TIMEOUT`). */
+  acquireTimeoutMs?: number;
+  /**
+   * Longest run of one PostgreSQL statement (`DB_STATEMENT_TIMEOUT`); the
+   * client gives up {@link QUERY_TIMEOUT_MARGIN_MS} later. 0: no limit (the
+   * migrations' own connection, where DDL on a large table may take longer).
+   */
+  statementTimeoutMs?: number;
+}
+
 /**
  * Opens (but does not migrate) the database named by a `DATABASE_URL`.
  * Relative SQLite paths are resolved against the project folder.
  */
-export async function openDatabase(url: string, options: { poolMax?: number; acquireTimeoutMs?: number } = {}): Promise<Database> {
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Database> {
   const common: Options = { logging: false, define: { underscored: true } };
   let sequelize: Sequelize;
   if (url.startsWith('sqlite:')) {
@@ -76,11 +102,17 @@ export async function openDatabase(url: string, options: { poolMax?: number; acq
     sequelize = new Sequelize({ ...common, dialect: 'sqlite', storage, transactionType: Transaction.TYPES.IMMEDIATE });
     configureSqliteConnections(sequelize, storage === ':memory:');
   } else {
+    const statementTimeoutMs = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
     sequelize = new Sequelize(url, {
       ...common,
       dialect: 'postgres',
       pool: { max: options.poolMax ?? DEFAULT_POOL_MAX, min: 0, acquire: options.acquireTimeoutMs ?? POOL_ACQUIRE_TIMEOUT_MS, idle: 10_000, evict: 1_000 },
-      dialectOptions: { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, application_name: 'token-bridge' },
+      dialectOptions: {
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+        application_name: 'token-bridge',
+        ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS } : {}),
+      },
     });
   }
   try {
@@ -120,18 +152,25 @@ export async function openDatabase(url: string, options: { poolMax?: number; acq
   };
 }
 
-/** PostgreSQL error classes that mean "the server is not there right now", not "this query is wrong". */
-const PG_UNAVAILABLE = /^(08|57P0[1-3]|53300|53400)/; // connection exception, shutdown, cannot connect now, too many connections
+/**
+ * PostgreSQL error classes that mean "the server is not there or not keeping
+ * up right now", not "this query is wrong": connection exception, query
+ * cancelled (statement_timeout), shutdown, cannot connect now, too many connections.
+ */
+const PG_UNAVAILABLE = /^(08|57014|57P0[1-3]|53300|53400)/;
 const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+// "Query read timeout" is pg's client-side query_timeout: no answer at all from the server.
 const UNAVAILABLE_MESSAGES =
-  /Connection terminated|not queryable|Client was closed|connection manager was closed|pool is draining|Connection timed out/i;
+  /Connection terminated|not queryable|Client was closed|connection manager was closed|pool is draining|Connection timed out|Query read timeout/i;
 
 /**
  * True when an error means the database is briefly unreachable or busy (answer
  * 503 and let the client retry), rather than a bug (500): Sequelize's
- * connection and pool-acquire errors, SQLite lock timeouts, and PostgreSQL
+ * connection and pool-acquire errors, SQLite lock timeouts, PostgreSQL
  * connections cut under a running query (server restart, `pg_terminate_backend`,
- * network loss), which Sequelize reports as plain DatabaseErrors.
+ * network loss), and PostgreSQL statements that ran out of time (the server's
+ * `statement_timeout`, or the client's `query_timeout` when the server never
+ * answers), which Sequelize reports as plain DatabaseErrors.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (err instanceof ConnectionError || err instanceof TimeoutError) return true;
