@@ -6,7 +6,7 @@ import { ConfigError, loadConfig } from '../config.js';
 import { openDatabase } from '../models/database.js';
 import { STRONG_PASSWORD, uniqueName } from './helpers/browser.js';
 import { randomSecret, startServer, tempDir, type ServerProcess } from './helpers/process.js';
-import { callApi, RemoteBrowser } from './helpers/remote-browser.js';
+import { callApi, concurrentSignIns, RemoteBrowser } from './helpers/remote-browser.js';
 
 function timing(label: string, ms: number): void {
   process.stdout.write(`      [timing] ${label}: ${ms} ms\n`);
@@ -129,6 +129,23 @@ describe('WEB_CONCURRENCY=2 on one SQLite file', function () {
     } finally {
       await database.close();
     }
+  });
+
+  it('signs in all of 40 concurrent correct sign-ins to one account (both workers)', async () => {
+    const username = uniqueName('burst');
+    expect((await new RemoteBrowser().register(server.baseUrl, username)).status).to.equal(302);
+    const { statuses, failedChecks } = await concurrentSignIns([server.baseUrl], `sqlite:${dbFile}`, username, STRONG_PASSWORD);
+    expect(statuses).to.deep.equal(Array(40).fill(302));
+    expect(failedChecks).to.equal(0);
+  });
+
+  it('checks exactly 5 passwords when 40 wrong guesses arrive at once (both workers), and answers the rest 429', async () => {
+    const username = uniqueName('burst');
+    expect((await new RemoteBrowser().register(server.baseUrl, username)).status).to.equal(302);
+    const { statuses, failedChecks } = await concurrentSignIns([server.baseUrl], `sqlite:${dbFile}`, username, `wrong ${STRONG_PASSWORD}`);
+    expect(statuses.filter((s) => s === 401).length, statuses.join(',')).to.equal(5);
+    expect(statuses.filter((s) => s === 429).length, statuses.join(',')).to.equal(35);
+    expect(failedChecks, 'password checks that failed (audit rows)').to.equal(5);
   });
 
   it('SIGTERM to the primary stops both workers gracefully and exits 0', async () => {

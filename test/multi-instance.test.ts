@@ -7,7 +7,7 @@ import { openDatabase } from '../models/database.js';
 import { freshDatabase } from './helpers/app.js';
 import { STRONG_PASSWORD, uniqueName } from './helpers/browser.js';
 import type { ServerProcess } from './helpers/process.js';
-import { callApi, RemoteBrowser, startInstances, waitUntil, type Instances } from './helpers/remote-browser.js';
+import { callApi, concurrentSignIns, RemoteBrowser, startInstances, waitUntil, type Instances } from './helpers/remote-browser.js';
 
 /** The contract's bound: a revocation reaches every instance within 5 s. */
 const REVOCATION_BOUND_MS = 5_000;
@@ -144,6 +144,23 @@ describe('several instances on one database', function () {
     expect(Number(onC.headers.get('retry-after'))).to.be.above(0);
     const onB = await new RemoteBrowser().login(B, username, STRONG_PASSWORD);
     expect(onB.status).to.equal(429);
+  });
+
+  it('signs in all of 40 concurrent correct sign-ins to one account spread over A, B and C', async () => {
+    const username = uniqueName('burst');
+    expect((await new RemoteBrowser().register(A, username)).status).to.equal(302);
+    const { statuses, failedChecks } = await concurrentSignIns([A, B, C], db.url, username, STRONG_PASSWORD);
+    expect(statuses).to.deep.equal(Array(40).fill(302));
+    expect(failedChecks).to.equal(0);
+  });
+
+  it('checks exactly 5 passwords when 40 wrong guesses arrive at once over A, B and C, and answers the rest 429', async () => {
+    const username = uniqueName('burst');
+    expect((await new RemoteBrowser().register(B, username)).status).to.equal(302);
+    const { statuses, failedChecks } = await concurrentSignIns([A, B, C], db.url, username, `wrong ${STRONG_PASSWORD}`);
+    expect(statuses.filter((s) => s === 401).length, statuses.join(',')).to.equal(5);
+    expect(statuses.filter((s) => s === 429).length, statuses.join(',')).to.equal(35);
+    expect(failedChecks, 'password checks that failed (audit rows)').to.equal(5);
   });
 });
 

@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { openDatabase } from '../../models/database.js';
 import { csrfFrom, STRONG_PASSWORD } from './browser.js';
 import { randomSecret, startServer, tempDir, type ServerProcess } from './process.js';
 
@@ -137,4 +138,33 @@ export async function startInstances(count: number, env: Record<string, string>)
     throw failed.reason;
   }
   return { servers, dirs, stopAll };
+}
+
+/**
+ * `count` browsers each open the sign-in form on one of `bases` (in turn),
+ * then all post `username` and `password` at the same moment. Resolves with
+ * the statuses in order, and how many `sign_in_failed` audit rows the
+ * account has in the database at `databaseUrl` afterwards (every password
+ * check that failed writes one before its answer goes out).
+ */
+export async function concurrentSignIns(
+  bases: readonly string[],
+  databaseUrl: string,
+  username: string,
+  password: string,
+  count = 40,
+): Promise<{ statuses: number[]; failedChecks: number }> {
+  const browsers = Array.from({ length: count }, (_, i) => ({ browser: new RemoteBrowser(), base: bases[i % bases.length]! }));
+  const csrfs = await Promise.all(browsers.map(({ browser, base }) => browser.csrf(`${base}/auth/login`)));
+  const replies = await Promise.all(
+    browsers.map(({ browser, base }, i) => browser.postForm(`${base}/auth/login`, { _csrf: csrfs[i]!, username, password })),
+  );
+  const database = await openDatabase(databaseUrl);
+  try {
+    const user = await database.users.findOne({ where: { usernameKey: username.toLowerCase() } });
+    const failedChecks = await database.auditEvents.count({ where: { userId: user!.id, event: 'sign_in_failed' } });
+    return { statuses: replies.map((r) => r.status), failedChecks };
+  } finally {
+    await database.close();
+  }
 }
