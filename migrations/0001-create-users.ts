@@ -1,7 +1,7 @@
 import { DataTypes } from 'sequelize';
 import type { Migration } from './types.js';
 
-export const up: Migration = async ({ context: qi }) => {
+export const up: Migration = async ({ context: { queryInterface: qi, transaction } }) => {
   await qi.createTable('users', {
     id: { type: DataTypes.INTEGER, autoIncrement: true, primaryKey: true },
     username: { type: DataTypes.STRING(64), allowNull: false },
@@ -12,9 +12,9 @@ export const up: Migration = async ({ context: qi }) => {
     tokens_valid_after: { type: DataTypes.DATE, allowNull: true },
     created_at: { type: DataTypes.DATE, allowNull: false },
     updated_at: { type: DataTypes.DATE, allowNull: false },
-  });
+  }, { transaction });
 };
 
-export const down: Migration = async ({ context: qi }) => {
-  await qi.dropTable('users');
+export const down: Migration = async ({ context: { queryInterface: qi, transaction } }) => {
+  await qi.dropTable('users', { transaction });
 };

@@ -1,7 +1,7 @@
 import { DataTypes } from 'sequelize';
 import type { Migration } from './types.js';
 
-export const up: Migration = async ({ context: qi }) => {
+export const up: Migration = async ({ context: { queryInterface: qi, transaction } }) => {
   await qi.createTable('sessions', {
     sid: { type: DataTypes.STRING(64), primaryKey: true },
     expires: { type: DataTypes.DATE, allowNull: false },
@@ -18,11 +18,11 @@ export const up: Migration = async ({ context: qi }) => {
     last_seen_at: { type: DataTypes.DATE, allowNull: true },
     created_at: { type: DataTypes.DATE, allowNull: false },
     updated_at: { type: DataTypes.DATE, allowNull: false },
-  });
-  await qi.addIndex('sessions', ['user_id'], { name: 'sessions_user_id' });
-  await qi.addIndex('sessions', ['expires'], { name: 'sessions_expires' });
+  }, { transaction });
+  await qi.addIndex('sessions', ['user_id'], { name: 'sessions_user_id', transaction });
+  await qi.addIndex('sessions', ['expires'], { name: 'sessions_expires', transaction });
 };
 
-export const down: Migration = async ({ context: qi }) => {
-  await qi.dropTable('sessions');
+export const down: Migration = async ({ context: { queryInterface: qi, transaction } }) => {
+  await qi.dropTable('sessions', { transaction });
 };

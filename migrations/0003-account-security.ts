@@ -1,7 +1,7 @@
 import { DataTypes } from 'sequelize';
 import type { Migration } from './types.js';
 
-export const up: Migration = async ({ context: qi }) => {
+export const up: Migration = async ({ context: { queryInterface: qi, transaction } }) => {
   await qi.createTable('audit_events', {
     id: { type: DataTypes.INTEGER, autoIncrement: true, primaryKey: true },
     at: { type: DataTypes.DATE, allowNull: false },
@@ -16,17 +16,17 @@ export const up: Migration = async ({ context: qi }) => {
     ip: { type: DataTypes.STRING(64), allowNull: true },
     user_agent: { type: DataTypes.STRING(512), allowNull: true },
     detail: { type: DataTypes.STRING(512), allowNull: true },
-  });
-  await qi.addIndex('audit_events', ['user_id', 'at'], { name: 'audit_events_user_at' });
-  await qi.addIndex('audit_events', ['at'], { name: 'audit_events_at' });
+  }, { transaction });
+  await qi.addIndex('audit_events', ['user_id', 'at'], { name: 'audit_events_user_at', transaction });
+  await qi.addIndex('audit_events', ['at'], { name: 'audit_events_at', transaction });
 
-  // Counters of rate-limiter-flexible (see services/throttle-store.ts); expire is epoch milliseconds.
+  // Throttle counters (see services/throttle-store.ts); expire is epoch milliseconds.
   await qi.createTable('rate_limits', {
     rl_key: { type: DataTypes.STRING(255), primaryKey: true },
     points: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
     expire: { type: DataTypes.BIGINT, allowNull: true },
-  });
-  await qi.addIndex('rate_limits', ['expire'], { name: 'rate_limits_expire' });
+  }, { transaction });
+  await qi.addIndex('rate_limits', ['expire'], { name: 'rate_limits_expire', transaction });
 
   // Sessions ended on purpose (sign-out, revoke): tokens carrying their public id are refused
   // until the longest token minted from them has expired.
@@ -35,12 +35,12 @@ export const up: Migration = async ({ context: qi }) => {
     user_id: { type: DataTypes.INTEGER, allowNull: true },
     revoked_at: { type: DataTypes.DATE, allowNull: false },
     expires_at: { type: DataTypes.DATE, allowNull: false },
-  });
-  await qi.addIndex('session_revocations', ['expires_at'], { name: 'session_revocations_expires_at' });
+  }, { transaction });
+  await qi.addIndex('session_revocations', ['expires_at'], { name: 'session_revocations_expires_at', transaction });
 };
 
-export const down: Migration = async ({ context: qi }) => {
-  await qi.dropTable('session_revocations');
-  await qi.dropTable('rate_limits');
-  await qi.dropTable('audit_events');
+export const down: Migration = async ({ context: { queryInterface: qi, transaction } }) => {
+  await qi.dropTable('session_revocations', { transaction });
+  await qi.dropTable('rate_limits', { transaction });
+  await qi.dropTable('audit_events', { transaction });
 };

@@ -1,24 +1,105 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { QueryInterface } from 'sequelize';
-import { SequelizeStorage, Umzug } from 'umzug';
-import { CONNECT_TIMEOUT_MS, isDatabaseUnavailable, type Database } from '../models/database.js';
-import { migrations } from './index.js';
+import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { Umzug, type MigrationParams, type UmzugStorage } from 'umzug';
+import { CONNECT_TIMEOUT_MS, isDatabaseUnavailable, openDatabase, type Database } from '../models/database.js';
+import { migrations as appMigrations } from './index.js';
+import type { Migration, MigrationContext } from './types.js';
 
-export type Migrator = Umzug<QueryInterface>;
+export type Migrator = Umzug<MigrationContext>;
+
+/** A named migration, as `migrations/index.ts` lists them. */
+export interface MigrationEntry {
+  name: string;
+  up: Migration;
+  down: Migration;
+}
 
 /** How long an instance waits for another one's migration run before giving up. */
 export const MIGRATION_LOCK_WAIT_MS = 120_000;
 /** Name of the PostgreSQL advisory lock (hashed to its key) that serialises migration runs. */
 const PG_LOCK_NAME = 'token-bridge:migrations';
+const META_TABLE = 'migrations_meta';
 
-/** An umzug migrator over the app's migrations, recording applied ones in `migrations_meta`. */
-export function createMigrator(database: Database, logger: Console | undefined = undefined): Migrator {
-  return new Umzug({
-    migrations: migrations.map(({ name, up, down }) => ({ name, up, down })),
-    context: database.sequelize.getQueryInterface(),
-    storage: new SequelizeStorage({ sequelize: database.sequelize, tableName: 'migrations_meta' }),
-    logger,
+interface MetaRow extends Model {
+  name: string;
+}
+
+/**
+ * umzug's storage on `migrations_meta` (the table and column umzug's own
+ * SequelizeStorage created, so existing databases carry on). Unlike that
+ * storage it records and forgets a migration inside the migration's own
+ * transaction, so on PostgreSQL a migration and its record commit or roll
+ * back together.
+ */
+class MigrationsTable implements UmzugStorage<MigrationContext> {
+  private readonly model: ModelStatic<MetaRow>;
+
+  constructor(sequelize: Sequelize) {
+    this.model = sequelize.define<MetaRow>(
+      'MigrationMeta',
+      { name: { type: DataTypes.STRING, allowNull: false, unique: true, primaryKey: true } },
+      { tableName: META_TABLE, timestamps: false },
+    );
+  }
+
+  async executed(): Promise<string[]> {
+    await this.model.sync();
+    const rows = await this.model.findAll({ order: [['name', 'ASC']] });
+    return rows.map((row) => row.name);
+  }
+
+  async logMigration({ name, context }: MigrationParams<MigrationContext>): Promise<void> {
+    await this.model.create({ name }, { transaction: context.transaction });
+  }
+
+  async unlogMigration({ name, context }: MigrationParams<MigrationContext>): Promise<void> {
+    await this.model.destroy({ where: { name }, transaction: context.transaction });
+  }
+}
+
+/**
+ * An umzug migrator over the app's migrations (or `list`, for tests),
+ * recording applied ones in `migrations_meta`.
+ *
+ * On PostgreSQL each migration runs in a transaction of its own, opened when
+ * umzug announces it and committed once it is recorded; DDL is transactional
+ * there, so a migration that fails halfway leaves nothing behind and is not
+ * recorded. Each migration passes `context.transaction` to its queries. On
+ * SQLite `transaction` is undefined: {@link withMigrationLock} makes the whole
+ * run one transaction on the connection every query outside a transaction uses
+ * (a second transaction would be a second connection, waiting for the first's lock).
+ */
+export function createMigrator(database: Database, list: readonly MigrationEntry[] = appMigrations): Migrator {
+  const { sequelize } = database;
+  const migrator = new Umzug<MigrationContext>({
+    migrations: list.map(({ name, up, down }) => ({ name, up, down })),
+    // A fresh context per command, so a transaction never outlives the command that opened it.
+    context: () => ({ queryInterface: sequelize.getQueryInterface(), transaction: undefined }),
+    storage: new MigrationsTable(sequelize),
+    logger: undefined,
   });
+  if (database.dialect === 'postgres') {
+    const begin = async ({ context }: { context: MigrationContext }) => {
+      context.transaction = await sequelize.transaction();
+    };
+    const commit = async ({ context }: { context: MigrationContext }) => {
+      const transaction = context.transaction;
+      context.transaction = undefined;
+      await transaction?.commit();
+    };
+    migrator.on('migrating', begin);
+    migrator.on('reverting', begin);
+    migrator.on('migrated', commit);
+    migrator.on('reverted', commit);
+    // Runs after every command, also when a migration threw: whatever it left open is undone.
+    migrator.on('afterCommand', async ({ context }) => {
+      const transaction = context.transaction;
+      context.transaction = undefined;
+      // A failed rollback must not hide the migration's own error (a lost connection rolls back anyway).
+      await transaction?.rollback().catch(() => undefined);
+    });
+  }
+  return migrator;
 }
 
 /**
@@ -28,14 +109,34 @@ export function createMigrator(database: Database, logger: Console | undefined =
  * lock, so one instance applies the migrations while the others wait and then
  * find nothing pending.
  */
-export async function migrateUp(database: Database, options: { lockWaitMs?: number } = {}): Promise<string[]> {
-  const applied = await withMigrationLock(database, () => createMigrator(database).up(), options.lockWaitMs ?? MIGRATION_LOCK_WAIT_MS);
+export async function migrateUp(
+  database: Database,
+  options: { lockWaitMs?: number; migrations?: readonly MigrationEntry[] } = {},
+): Promise<string[]> {
+  const applied = await withMigrationLock(
+    database,
+    (migrating) => createMigrator(migrating, options.migrations).up(),
+    options.lockWaitMs ?? MIGRATION_LOCK_WAIT_MS,
+  );
   return applied.map((m) => m.name);
 }
 
-/** Runs `fn` while holding the database's migration lock. */
-export function withMigrationLock<T>(database: Database, fn: () => Promise<T>, waitMs = MIGRATION_LOCK_WAIT_MS): Promise<T> {
-  return database.dialect === 'postgres' ? withPostgresLock(database, fn, waitMs) : withSqliteLock(database, fn, waitMs);
+/**
+ * Runs `fn` while holding the database's migration lock. `fn` gets the
+ * database to migrate through: on PostgreSQL a connection of its own without
+ * the per-statement timeout (DB_STATEMENT_TIMEOUT bounds requests; DDL on a
+ * large table may rightly take longer), on SQLite `database` itself.
+ */
+export function withMigrationLock<T>(database: Database, fn: (migrating: Database) => Promise<T>, waitMs = MIGRATION_LOCK_WAIT_MS): Promise<T> {
+  if (database.dialect !== 'postgres') return withSqliteLock(database, () => fn(database), waitMs);
+  return withPostgresLock(database, async () => {
+    const migrating = await openDatabase(database.url, { poolMax: 1, statementTimeoutMs: 0 });
+    try {
+      return await fn(migrating);
+    } finally {
+      await migrating.close();
+    }
+  }, waitMs);
 }
 
 /**

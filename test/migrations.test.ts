@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import type { QueryInterface } from 'sequelize';
+import { DataTypes, QueryTypes, type QueryInterface } from 'sequelize';
 import { migrations } from '../migrations/index.js';
-import { createMigrator, migrateUp, type Migrator } from '../migrations/runner.js';
+import { createMigrator, migrateUp, type MigrationEntry, type Migrator } from '../migrations/runner.js';
 import { openDatabase, type Database } from '../models/database.js';
 import { tempSqliteUrl } from './helpers/app.js';
+import { createTestDatabase, testDatabaseUrl } from './helpers/postgres.js';
 
 const ALL = migrations.map((m) => m.name);
 const META_TABLE = 'migrations_meta';
@@ -158,3 +159,126 @@ describe('migrations (umzug)', () => {
     for (let i = 1; i < byStep.length; i += 1) expect(byStep[i]!.length).to.be.below(byStep[i - 1]!.length);
   });
 });
+
+/**
+ * A migration that creates a table and adds a column, then (with `fail`)
+ * runs a query that fails: a bug halfway through a migration.
+ */
+function halfWay(fail: boolean): MigrationEntry {
+  return {
+    name: '9999-half-way',
+    up: async ({ context: { queryInterface: qi, transaction } }) => {
+      await qi.createTable('half_way', { id: { type: DataTypes.INTEGER, primaryKey: true } }, { transaction });
+      await qi.addColumn('users', 'nickname', { type: DataTypes.STRING(64), allowNull: true }, { transaction });
+      if (fail) await qi.sequelize.query('SELECT * FROM no_such_table', { transaction });
+    },
+    down: async ({ context: { queryInterface: qi, transaction } }) => {
+      await qi.dropTable('half_way', { transaction });
+      await qi.removeColumn('users', 'nickname', { transaction });
+    },
+  };
+}
+
+async function recorded(database: Database): Promise<string[]> {
+  const rows = await database.sequelize.query<{ name: string }>(`SELECT name FROM ${META_TABLE} ORDER BY name`, { type: QueryTypes.SELECT });
+  return rows.map((r) => r.name);
+}
+
+for (const dialect of ['sqlite', 'postgres'] as const) {
+  describe(`migrations that fail halfway (${dialect === 'sqlite' ? 'SQLite file' : 'PostgreSQL'})`, function () {
+    this.timeout(30_000);
+
+    let database: Database;
+    let cleanup: () => Promise<void>;
+    let qi: QueryInterface;
+
+    beforeEach(async function () {
+      if (dialect === 'postgres' && !testDatabaseUrl) return this.skip(); // needs PostgreSQL: run with TEST_DATABASE_URL
+      if (dialect === 'postgres') {
+        const pg = await createTestDatabase();
+        database = await openDatabase(pg.url);
+        cleanup = () => pg.drop();
+      } else {
+        const file = tempSqliteUrl();
+        database = await openDatabase(file.url);
+        cleanup = async () => file.cleanup();
+      }
+      qi = database.sequelize.getQueryInterface();
+    });
+    afterEach(async () => {
+      await database?.close();
+      await cleanup?.();
+    });
+
+    it('leave no table or column from their first half, are not recorded, and the next good run applies them', async () => {
+      expect(await migrateUp(database)).to.deep.equal(ALL);
+      let error: Error | undefined;
+      await migrateUp(database, { migrations: [...migrations, halfWay(true)] }).catch((err: Error) => (error = err));
+      expect(error?.message).to.match(/9999-half-way/);
+      expect(await appTables(qi)).not.to.include('half_way');
+      expect(Object.keys(await qi.describeTable('users'))).not.to.include('nickname');
+      expect(await recorded(database)).to.deep.equal(ALL);
+
+      expect(await migrateUp(database, { migrations: [...migrations, halfWay(false)] })).to.deep.equal(['9999-half-way']);
+      expect(await appTables(qi)).to.include('half_way');
+      expect(Object.keys(await qi.describeTable('users'))).to.include('nickname');
+      expect(await recorded(database)).to.deep.equal([...ALL, '9999-half-way']);
+    });
+
+    if (dialect === 'postgres') {
+      it('keep the migrations before them in the same run applied and recorded (one transaction per migration)', async () => {
+        let error: Error | undefined;
+        await migrateUp(database, { migrations: [...migrations, halfWay(true)] }).catch((err: Error) => (error = err));
+        expect(error?.message).to.match(/9999-half-way/);
+        expect(await recorded(database)).to.deep.equal(ALL);
+        expect(await appTables(qi)).to.deep.equal(['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'users']);
+      });
+
+      it('undo a failed down step too: the table it dropped is back and the migration stays recorded', async () => {
+        expect(await migrateUp(database)).to.deep.equal(ALL);
+        const failingDown: MigrationEntry = {
+          ...migrations[migrations.length - 1]!,
+          down: async ({ context: { queryInterface: q, transaction } }) => {
+            await q.dropTable('session_revocations', { transaction });
+            await q.sequelize.query('SELECT * FROM no_such_table', { transaction });
+          },
+        };
+        let error: Error | undefined;
+        await createMigrator(database, [...migrations.slice(0, -1), failingDown]).down().catch((err: Error) => (error = err));
+        expect(error?.message).to.match(/0003-account-security/);
+        expect(await appTables(qi)).to.include('session_revocations');
+        expect(await recorded(database)).to.deep.equal(ALL);
+      });
+
+      it('run without the per-request statement timeout (DDL on a large table may take longer)', async () => {
+        const limited = await openDatabase(database.url, { statementTimeoutMs: 1_000 });
+        try {
+          let seen: string | undefined;
+          const probe: MigrationEntry = {
+            name: '9999-probe',
+            up: async ({ context: { queryInterface: q, transaction } }) => {
+              const [row] = await q.sequelize.query<{ statement_timeout: string }>('SHOW statement_timeout', { transaction, type: QueryTypes.SELECT });
+              seen = row?.statement_timeout;
+            },
+            down: async () => undefined,
+          };
+          expect(await migrateUp(limited, { migrations: [...migrations, probe] })).to.deep.equal([...ALL, '9999-probe']);
+          expect(seen).to.equal('0');
+          // The app's own connections keep their limit.
+          const [row] = await limited.sequelize.query<{ statement_timeout: string }>('SHOW statement_timeout', { type: QueryTypes.SELECT });
+          expect(row?.statement_timeout).to.equal('1s');
+        } finally {
+          await limited.close();
+        }
+      });
+    } else {
+      it('roll back the whole run on SQLite, the migrations before them included', async () => {
+        let error: Error | undefined;
+        await migrateUp(database, { migrations: [...migrations, halfWay(true)] }).catch((err: Error) => (error = err));
+        expect(error?.message).to.match(/9999-half-way/);
+        expect(await appTables(qi)).to.deep.equal([]);
+        expect(await migrateUp(database)).to.deep.equal(ALL);
+      });
+    }
+  });
+}
