@@ -11,6 +11,14 @@ export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly isProduction: boolean;
   readonly port: number;
+  /**
+   * `PUBLIC_URL`: the origin people reach the app at, without a trailing slash
+   * (`https://app.example.com`). Links and commands shown to people are built
+   * from it, never from the request's `Host` header.
+   */
+  readonly publicUrl: string;
+  /** `PUBLIC_URL`'s parts; `hostname` is the WebAuthn relying-party id. */
+  readonly publicOrigin: PublicOrigin;
   readonly databaseUrl: string;
   /** Most connections one process keeps to PostgreSQL (ignored for SQLite). */
   readonly databasePoolMax: number;
@@ -52,6 +60,15 @@ export interface Config {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** An http(s) origin taken apart. */
+export interface PublicOrigin {
+  readonly protocol: 'http:' | 'https:';
+  /** Lower-cased (IDNs in punycode), IPv6 in brackets. */
+  readonly hostname: string;
+  /** The port, the scheme's default (80, 443) when none was given. */
+  readonly port: number;
+}
+
 /** A configuration problem, reported as one line naming the variable. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -87,6 +104,19 @@ const schema = z.object({
     .default('3000')
     .refine((v) => /^\d{1,5}$/.test(v) && Number(v) <= 65535, 'must be a port number from 0 to 65535')
     .transform(Number),
+  // Its default, http://localhost:PORT, needs PORT: applied in loadConfig.
+  PUBLIC_URL: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      const parsed = parsePublicUrl(value);
+      if (typeof parsed === 'string') {
+        ctx.addIssue({ code: 'custom', message: parsed });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
   DATABASE_URL: z
     .string()
     .default('sqlite:data/app.sqlite')
@@ -151,6 +181,38 @@ function isSupportedDatabaseUrl(value: string): boolean {
   return false;
 }
 
+type ParsedPublicUrl = PublicOrigin & { readonly origin: string };
+
+const ORIGIN_SHAPE = /^https?:\/\/[^/\\?#@\s]+\/?$/i;
+
+/**
+ * Checks that `value` is only an http(s) origin — scheme, host, optional port
+ * and at most a trailing slash — and returns it normalised with its parts, or
+ * the reason it is refused. The value itself is never echoed (it could hold
+ * credentials).
+ *
+ * @example
+ * parsePublicUrl('https://App.Example.com:443/') // { origin: 'https://app.example.com', hostname: 'app.example.com', port: 443, … }
+ */
+export function parsePublicUrl(value: string): ParsedPublicUrl | string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an http(s) origin like https://app.example.com';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must start with http:// or https://';
+  if (url.username || url.password || value.includes('@')) return 'must not contain credentials (user:password@)';
+  if (!ORIGIN_SHAPE.test(value)) return 'must be only scheme, host and optional port like https://app.example.com:8443 (no path, query or fragment)';
+  const protocol = url.protocol;
+  return Object.freeze({
+    origin: url.origin,
+    protocol,
+    hostname: url.hostname,
+    port: url.port ? Number(url.port) : protocol === 'https:' ? 443 : 80,
+  });
+}
+
 function parseTrustProxy(value: string): boolean | number | string {
   if (value === 'true') return true;
   if (value === 'false') return false;
@@ -196,6 +258,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const e = result.data;
   const production = e.NODE_ENV === 'production';
+  // Plain http:// is accepted in production too (an internal deployment may choose it); see README.
+  const publicUrl: ParsedPublicUrl = e.PUBLIC_URL ?? { origin: `http://localhost:${e.PORT}`, protocol: 'http:', hostname: 'localhost', port: e.PORT };
   checkSecret('JWT_SECRET_KEY', e.JWT_SECRET_KEY, production);
   const sessionSecrets = e.SESSION_SECRET.split(',').map((s) => s.trim()).filter(Boolean);
   if (sessionSecrets.length === 0) throw new ConfigError('SESSION_SECRET', 'must list at least one secret');
@@ -211,6 +275,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     env: e.NODE_ENV,
     isProduction: production,
     port: e.PORT,
+    publicUrl: publicUrl.origin,
+    publicOrigin: Object.freeze({ protocol: publicUrl.protocol, hostname: publicUrl.hostname, port: publicUrl.port }),
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DB_POOL_MAX,
     databaseAcquireTimeoutMs: e.DB_ACQUIRE_TIMEOUT,

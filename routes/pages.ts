@@ -1,4 +1,5 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config.js';
 import type { AuditLog } from '../services/audit-log.js';
 import type { AccessTokenClaims, TokenService } from '../services/tokens.js';
 import { auditActor } from './audit-actor.js';
@@ -10,6 +11,8 @@ export function requireSignedInPage(req: Request, res: Response, next: NextFunct
 }
 
 export interface PageRouteDeps {
+  /** `publicUrl` builds the token page's curl line (never the request's Host header, which the client chooses). */
+  config: Pick<Config, 'publicUrl'>;
   tokens: TokenService;
   /** When given, a token minted by the token page is recorded like one from `GET /auth/token`. */
   audit: AuditLog;
@@ -57,7 +60,7 @@ export function pageRoutes(deps: PageRouteDeps): Router {
       issuedWords: relativeInWords(minted.claims.iat - nowSeconds),
       signature: signatureStatus(deps.tokens, minted.token),
       claims: describeClaims(payload as Record<string, unknown>, nowSeconds),
-      origin: `${req.protocol}://${req.get('host') ?? 'localhost'}`,
+      origin: deps.config.publicUrl,
     });
   }
 

@@ -427,6 +427,30 @@ describe('token page', () => {
   });
 });
 
+describe('token page behind PUBLIC_URL', () => {
+  let t: TestApp;
+  before(async () => {
+    // Forwarded headers are trusted here, to show they do not decide the link either.
+    t = await startTestApp({ env: { PUBLIC_URL: 'https://tokens.example.com:8443/', TRUST_PROXY: 'true' } });
+  });
+  after(() => t.close());
+
+  it('builds the curl line from PUBLIC_URL, never from a forged Host or X-Forwarded-Host header', async () => {
+    const agent = browser(t.server);
+    await registerUser(agent, uniqueName('curl'));
+    const res = await agent
+      .get('/token')
+      .set('Host', 'evil.example')
+      .set('X-Forwarded-Host', 'evil-forwarded.example')
+      .set('X-Forwarded-Proto', 'http')
+      .expect(200);
+    const token = /<textarea id="token"[^>]*>([^<]+)<\/textarea>/.exec(res.text)?.[1];
+    const curl = /<code id="curl-command">([^<]*)<\/code>/.exec(res.text)?.[1];
+    expect(unescapeHtml(curl ?? '')).to.equal(`curl -H "Authorization: Bearer ${token}" https://tokens.example.com:8443/api/me`);
+    expect(res.text).not.to.contain('evil');
+  });
+});
+
 describe('security headers on pages', () => {
   let t: TestApp;
   before(async () => {

@@ -134,6 +134,66 @@ describe('configuration: loadConfig(env)', () => {
     });
   }
 
+  describe('PUBLIC_URL', () => {
+    it('defaults to http://localhost:PORT', () => {
+      expect(loadConfig(secrets()).publicUrl).to.equal('http://localhost:3000');
+      const config = loadConfig({ ...secrets(), PORT: '8080' });
+      expect(config.publicUrl).to.equal('http://localhost:8080');
+      expect(config.publicOrigin).to.deep.equal({ protocol: 'http:', hostname: 'localhost', port: 8080 });
+    });
+
+    const accepted: Array<[string, string, { protocol: string; hostname: string; port: number }]> = [
+      ['https://app.example.com', 'https://app.example.com', { protocol: 'https:', hostname: 'app.example.com', port: 443 }],
+      ['https://app.example.com/', 'https://app.example.com', { protocol: 'https:', hostname: 'app.example.com', port: 443 }],
+      ['https://App.Example.COM:443', 'https://app.example.com', { protocol: 'https:', hostname: 'app.example.com', port: 443 }],
+      ['https://app.example.com:8443/', 'https://app.example.com:8443', { protocol: 'https:', hostname: 'app.example.com', port: 8443 }],
+      ['http://10.0.0.5:3000', 'http://10.0.0.5:3000', { protocol: 'http:', hostname: '10.0.0.5', port: 3000 }],
+      ['http://[::1]:3000/', 'http://[::1]:3000', { protocol: 'http:', hostname: '[::1]', port: 3000 }],
+      ['HTTPS://bücher.example', 'https://xn--bcher-kva.example', { protocol: 'https:', hostname: 'xn--bcher-kva.example', port: 443 }],
+    ];
+    for (const [value, origin, parts] of accepted) {
+      it(`accepts ${value} as the origin ${origin}`, () => {
+        const config = loadConfig({ ...secrets(), PUBLIC_URL: value });
+        expect(config.publicUrl).to.equal(origin);
+        expect(config.publicOrigin).to.deep.equal(parts);
+      });
+    }
+
+    it('accepts plain http:// in production (not refused; see README)', () => {
+      expect(loadConfig({ ...secrets(), NODE_ENV: 'production', PUBLIC_URL: 'http://intranet.example:8080' }).publicUrl).to.equal('http://intranet.example:8080');
+    });
+
+    const refused: Array<[string, RegExp]> = [
+      ['https://app.example.com/app', /no path/],
+      ['https://app.example.com//', /no path/],
+      ['https://app.example.com/?x=1', /query/],
+      ['https://app.example.com?', /query/],
+      ['https://app.example.com#top', /fragment/],
+      ['https://app.example.com/#', /fragment/],
+      ['https://admin:hunter2-secret@app.example.com', /credentials/],
+      ['https://admin@app.example.com', /credentials/],
+      ['https://@app.example.com', /credentials/],
+      ['ftp://app.example.com', /http:\/\/ or https:\/\//],
+      ['javascript:alert(1)', /http:\/\/ or https:\/\//],
+      ['app.example.com', /http/],
+      ['//app.example.com', /origin/],
+      ['http:/app.example.com', /no path/],
+      ['http:///app.example.com', /no path/],
+      ['https://', /origin/],
+      ['https://app.example.com:99999', /origin/],
+      ['https://app.example.com\\evil', /no path/],
+    ];
+    for (const [value, reason] of refused) {
+      it(`refuses ${value} with one line naming PUBLIC_URL once, without echoing the value`, () => {
+        const err = expectRefused({ ...secrets(), PUBLIC_URL: value }, 'PUBLIC_URL');
+        expect(err.message.startsWith('PUBLIC_URL: ')).to.equal(true);
+        expect(err.message.split('PUBLIC_URL')).to.have.length(2);
+        expect(err.message).to.match(reason);
+        expect(err.message).not.to.contain('hunter2-secret');
+      });
+    }
+  });
+
   it('never puts a secret value into the error message', () => {
     const key = `${'k'.repeat(10)}-secret-part`;
     const err = expectRefused({ JWT_SECRET_KEY: key, SESSION_SECRET: random() }, 'JWT_SECRET_KEY');
