@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { createCsrf } from './middleware/csrf.js';
 import { errorHandler, notFound } from './middleware/errors.js';
 import { createPassport, sessionUser } from './middleware/passport.js';
+import { dropNoStore, noStore } from './middleware/no-store.js';
 import { requestLogger } from './middleware/request-log.js';
 import { sessionLifetime, sessionMiddleware } from './middleware/session.js';
 import type { Database } from './models/database.js';
@@ -73,6 +74,7 @@ export function createApp({ config, database, logger, clock = systemClock }: App
   app.set('etag', false);
 
   app.use(requestLogger(logger));
+  app.use(noStore);
 
   const jsonHeaders = apiSecurityHeaders(config);
   const session = [sessionMiddleware(config.session, store), sessionLifetime(config.session, clock)];
@@ -86,7 +88,8 @@ export function createApp({ config, database, logger, clock = systemClock }: App
 
   app.use(healthRoutes({ database }));
   app.use(securityHeaders(config));
-  app.use('/static', express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
+  // Static files are the same for everyone: they get serve-static's caching instead of no-store.
+  app.use('/static', dropNoStore, express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
 
   // Everything below is for browsers: bodies, session, Passport, CSRF.
   app.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 50 }));

@@ -42,7 +42,6 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
   async function renderAccount(req: Request, res: Response, status: number, view: { flash: string | null; errors: PasswordChangeErrors }) {
     const user = req.user!;
     const [list, activity] = await Promise.all([sessions.listForUser(user.id, config.session), audit.recentForUser(user.id, 20)]);
-    res.set('Cache-Control', 'no-store');
     res.status(status).render('account', {
       title: 'Your account',
       flash: view.flash,

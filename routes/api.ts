@@ -24,12 +24,12 @@ export function registerApiRoutes(
 
   function me(req: Request, res: Response) {
     const { user } = req.principal!;
-    res.set('Cache-Control', 'no-store').json({ id: String(user.id), username: user.username, roles: user.roles });
+    res.json({ id: String(user.id), username: user.username, roles: user.roles });
   }
 
   async function listUsers(_req: Request, res: Response) {
     const users = await deps.admin.list();
-    res.set('Cache-Control', 'no-store').json(
+    res.json(
       users.map((u) => ({ id: String(u.id), username: u.username, roles: u.roles, disabled: u.disabled, createdAt: u.createdAt.toISOString() })),
     );
   }

@@ -38,7 +38,6 @@ export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): Req
     if (!req.user || !meta) throw new NotSignedInError();
     const minted = tokens.mint(req.user, meta.id);
     await audit.record('token_minted', auditActor(req, req.user), minted.claims.jti);
-    res.set('Cache-Control', 'no-store').set('Pragma', 'no-cache');
     res.json({ token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn });
   };
 }

@@ -6,12 +6,11 @@ export function healthRoutes(deps: { database: Database }): Router {
   const router = Router();
 
   router.get('/healthz', (_req, res) => {
-    res.set('Cache-Control', 'no-store').json({ status: 'ok' });
+    res.json({ status: 'ok' });
   });
 
   router.get('/readyz', async (_req, res) => {
     const ok = await deps.database.ping();
-    res.set('Cache-Control', 'no-store');
     if (ok) res.json({ status: 'ready', database: 'up' });
     else res.status(503).json({ error: 'not_ready', message: 'The database is not reachable.' });
   });

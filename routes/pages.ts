@@ -47,7 +47,6 @@ export function pageRoutes(deps: PageRouteDeps): Router {
       .slice(0, 2)
       .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown);
     const nowSeconds = Math.floor(Date.now() / 1000);
-    res.set('Cache-Control', 'no-store');
     res.render('token', {
       title: 'Your API token',
       token: minted.token,
