@@ -13,6 +13,7 @@ import type { PasswordChangeErrors } from '../services/users.js';
 import { requestActor } from './audit-actor.js';
 import { textField } from './form.js';
 import { requireSignedInPage } from './pages.js';
+import { sessionView } from './session-view.js';
 
 export interface AccountRouteDeps {
   config: Config;
@@ -47,7 +48,7 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
       flash: view.flash,
       errors: view.errors,
       errorList: Object.values(view.errors),
-      sessions: list,
+      sessions: list.map(sessionView),
       currentSessionId: req.session.meta!.id,
       activity,
       passwordMin: PASSWORD_MIN_LENGTH,

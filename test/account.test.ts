@@ -28,6 +28,18 @@ function cells(row: string): string[] {
   return [...row.matchAll(/<td\b[^>]*>([\s\S]*?)<\/td>/g)].map((m) => m[1]!.trim());
 }
 
+/** The readable browser in a user-agent cell (the summary, without its visually hidden hint). */
+function summaryOf(cell: string): string | undefined {
+  const summary = /<summary>([\s\S]*?)<\/summary>/.exec(cell)?.[1];
+  return summary === undefined ? undefined : unescapeHtml(summary.replace(/<span class="visually-hidden">[\s\S]*?<\/span>/, '').trim());
+}
+
+/** The raw user agent inside a user-agent cell's disclosure. */
+function rawUserAgentOf(cell: string): string | undefined {
+  const raw = /<details>[\s\S]*<code class="ua-raw">([\s\S]*?)<\/code>[\s\S]*<\/details>/.exec(cell)?.[1];
+  return raw === undefined ? undefined : unescapeHtml(raw);
+}
+
 function formsOn(html: string): string[] {
   return html.match(/<form\b[\s\S]*?<\/form>/g) ?? [];
 }
@@ -98,7 +110,8 @@ describe('account page', () => {
     expect(Date.now() - Date.parse(/datetime="([^"]+)"/.exec(created!)![1]!)).to.be.within(0, 60_000);
     expect(lastSeen).to.match(/<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z">/);
     expect(ip).to.equal('203.0.113.10');
-    expect(unescapeHtml(ua!)).to.equal('MineBrowser/1.0 (<b>bold</b>)');
+    expect(summaryOf(ua!)).to.equal('Unknown browser');
+    expect(rawUserAgentOf(ua!)).to.equal('MineBrowser/1.0 (<b>bold</b>)');
     expect(cells(phoneRow)[2]).to.equal('198.51.100.20');
 
     expect(page.text.split('(this browser)')).to.have.length(2);
@@ -108,6 +121,34 @@ describe('account page', () => {
     const phonePage = await phone.get('/account').expect(200);
     const phoneView = tableRows(phonePage.text, 'sessions-heading').find((r) => r.includes('(this browser)'))!;
     expect(phoneView).to.contain('PhoneBrowser/2.0');
+  });
+
+  it('shows an IPv4 client as 127.0.0.1 (not ::ffff:127.0.0.1) and a Chrome user agent as "Chrome 156 on Linux", the raw string on demand', async () => {
+    const chrome = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36';
+    // How a dual-stack server sees an IPv4 client. Sent as X-Forwarded-For (this app trusts it) so the
+    // test does not depend on whether this machine's loopback connection arrives over IPv6.
+    const agent = browser(t.server).set('User-Agent', chrome).set('X-Forwarded-For', '::ffff:127.0.0.1');
+    await registerUser(agent);
+    const stored = await t.database.sessions.findOne({ where: { userAgent: chrome } });
+    expect(stored?.ip, 'the stored address is the IPv4-mapped form').to.equal('::ffff:127.0.0.1');
+
+    const page = await agent.get('/account').expect(200);
+    const rows = tableRows(page.text, 'sessions-heading');
+    expect(rows).to.have.length(1);
+    const [, , ip, ua] = cells(rows[0]!);
+    expect(ip).to.equal('127.0.0.1');
+    expect(summaryOf(ua!)).to.equal('Chrome 156 on Linux');
+    expect(rawUserAgentOf(ua!)).to.equal(chrome);
+    // A <details> disclosure: the raw string is one activation away, with no script.
+    expect(ua).to.match(/^<details><summary>Chrome 156 on Linux<span class="visually-hidden">[^<]+<\/span><\/summary>/);
+    expect(rows[0]).not.to.contain('::ffff:');
+  });
+
+  it('shows a real IPv6 address as it is', async () => {
+    const agent = browser(t.server).set('User-Agent', 'V6Browser/1.0').set('X-Forwarded-For', '2001:db8::7');
+    await registerUser(agent);
+    const rows = tableRows((await agent.get('/account').expect(200)).text, 'sessions-heading');
+    expect(cells(rows[0]!)[2]).to.equal('2001:db8::7');
   });
 
   it('leaves out sessions past their idle or absolute lifetime even before their rows are swept', async () => {
