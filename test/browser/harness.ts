@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -40,25 +41,30 @@ export async function launchChromium(): Promise<ChromiumHandle> {
 
 export interface LiveApp {
   t: TestApp;
-  /** e.g. http://127.0.0.1:41234 */
+  /** e.g. http://localhost:41234 (also the app's PUBLIC_URL) */
   base: string;
   stop(): Promise<void>;
 }
 
 /** The real app on a fresh in-memory database, listening on a free local port. */
 export async function startLiveApp(): Promise<LiveApp> {
-  const t = await startTestApp();
+  // The port comes first, so the app can be told the address people reach it at (PUBLIC_URL:
+  // links, the curl line) and a browser on localhost is on the app's own origin.
+  const server = createServer({ maxHeaderSize: 96 * 1024 });
   await new Promise<void>((resolve, reject) => {
-    t.server.once('error', reject);
-    t.server.listen(0, '127.0.0.1', () => resolve());
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
   });
-  const { port } = t.server.address() as AddressInfo;
+  const { port } = server.address() as AddressInfo;
+  const base = `http://localhost:${port}`;
+  const t = await startTestApp({ env: { PUBLIC_URL: base } });
+  server.on('request', t.app);
   return {
     t,
-    base: `http://127.0.0.1:${port}`,
+    base,
     stop: async () => {
-      t.server.closeAllConnections();
-      await new Promise<void>((resolve) => t.server.close(() => resolve()));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
       await t.close();
     },
   };
