@@ -101,7 +101,7 @@ export function createApp({ config, database, logger, clock = systemClock }: App
     next();
   });
 
-  app.use(pageRoutes({ config, tokens, audit }));
+  app.use(pageRoutes({ config, tokens, audit, clock }));
   app.use('/auth', authRoutes({ config, passport, csrf, signIn, revocation, clock }));
   app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, clock }));
 

@@ -13,7 +13,7 @@ import type { PasswordChangeErrors } from '../services/users.js';
 import { requestActor } from './audit-actor.js';
 import { textField } from './form.js';
 import { requireSignedInPage } from './pages.js';
-import { sessionView } from './session-view.js';
+import { displayAddress, sessionView } from './session-view.js';
 
 export interface AccountRouteDeps {
   config: Config;
@@ -50,7 +50,7 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
       errorList: Object.values(view.errors),
       sessions: list.map(sessionView),
       currentSessionId: req.session.meta!.id,
-      activity,
+      activity: activity.map((entry) => ({ ...entry, ip: displayAddress(entry.ip) })),
       passwordMin: PASSWORD_MIN_LENGTH,
       passwordMax: PASSWORD_MAX_LENGTH,
     });

@@ -1,4 +1,5 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { AuditLog } from '../services/audit-log.js';
 import type { AccessTokenClaims, TokenService } from '../services/tokens.js';
@@ -11,6 +12,7 @@ export function requireSignedInPage(req: Request, res: Response, next: NextFunct
 }
 
 export interface PageRouteDeps {
+  clock: Clock;
   /** `publicUrl` builds the token page's curl line (never the request's Host header, which the client chooses). */
   config: Pick<Config, 'publicUrl'>;
   tokens: TokenService;
@@ -46,7 +48,7 @@ export function pageRoutes(deps: PageRouteDeps): Router {
       .split('.')
       .slice(0, 2)
       .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown);
-    const nowSeconds = Math.floor(Date.now() / 1000);
+    const nowSeconds = Math.floor(deps.clock() / 1000);
     res.render('token', {
       title: 'Your API token',
       token: minted.token,

@@ -142,6 +142,9 @@ describe('account page', () => {
     // A <details> disclosure: the raw string is one activation away, with no script.
     expect(ua).to.match(/^<details><summary>Chrome 156 on Linux<span class="visually-hidden">[^<]+<\/span><\/summary>/);
     expect(rows[0]).not.to.contain('::ffff:');
+    const activity = tableRows(page.text, 'activity-heading');
+    expect(activity.length).to.be.above(0);
+    for (const row of activity) expect(cells(row)[2], row).to.equal('127.0.0.1');
   });
 
   it('shows a real IPv6 address as it is', async () => {
