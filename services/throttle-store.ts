@@ -15,6 +15,11 @@ interface CounterRow {
   expire: number | string | null;
 }
 
+/** A live counter gains `:points` (never going below zero); a reset one starts again at `:initial`. */
+const ADDED_POINTS = `points = CASE WHEN rate_limits.expire > :now
+  THEN CASE WHEN rate_limits.points + :points < 0 THEN 0 ELSE rate_limits.points + :points END
+  ELSE :initial END`;
+
 /** rl_key is VARCHAR(255), enforced by PostgreSQL: a longer key (a 10,000-character typed name) is stored by its hash. */
 const MAX_PLAIN_KEY = 200;
 
@@ -63,15 +68,8 @@ export class CounterStore {
    * new or reset counter starts its `windowMs` now, a live one keeps its end.
    */
   add(key: string, points: number, windowMs: number): Promise<Counter> {
-    return this.upsert(
-      key,
-      points,
-      windowMs,
-      `points = CASE WHEN rate_limits.expire > :now
-         THEN CASE WHEN rate_limits.points + :points < 0 THEN 0 ELSE rate_limits.points + :points END
-         ELSE :initial END,
-       expire = CASE WHEN rate_limits.expire > :now THEN rate_limits.expire ELSE excluded.expire END`,
-    );
+    return this.upsert(key, points, windowMs, `${ADDED_POINTS},
+       expire = CASE WHEN rate_limits.expire > :now THEN rate_limits.expire ELSE excluded.expire END`);
   }
 
   /**
@@ -80,15 +78,7 @@ export class CounterStore {
    * work in flight, which must not reset while the work goes on).
    */
   slide(key: string, points: number, windowMs: number): Promise<Counter> {
-    return this.upsert(
-      key,
-      points,
-      windowMs,
-      `points = CASE WHEN rate_limits.expire > :now
-         THEN CASE WHEN rate_limits.points + :points < 0 THEN 0 ELSE rate_limits.points + :points END
-         ELSE :initial END,
-       expire = excluded.expire`,
-    );
+    return this.upsert(key, points, windowMs, `${ADDED_POINTS}, expire = excluded.expire`);
   }
 
   /** Sets a counter to `points` for `windowMs` from now, whatever it was. */

@@ -124,28 +124,34 @@ describe('throttle counters in the database', () => {
   });
 });
 
-describe('throttled password checks under concurrency', () => {
-  let db: Database;
-  let time: ReturnType<typeof movableClock>;
-  let store: CounterStore;
-  const settings = { ...testConfig().throttle, accountMax: 5, ipMax: 50 };
+/**
+ * A fresh migrated database per test (a SQLite file, or a PostgreSQL database of its own
+ * when TEST_DATABASE_URL is set) with a counter store on a movable clock.
+ */
+function counterStoreEachTest() {
+  const ctx = {} as { db: Database; store: CounterStore; time: ReturnType<typeof movableClock> };
   let fresh: Awaited<ReturnType<typeof freshDatabase>>;
-  // A SQLite file, or a PostgreSQL database of its own when TEST_DATABASE_URL is set.
   beforeEach(async () => {
     fresh = await freshDatabase();
-    db = await openDatabase(fresh.url);
-    await migrateUp(db);
-    time = movableClock();
-    store = new CounterStore(db.sequelize, time.read);
+    ctx.db = await openDatabase(fresh.url);
+    await migrateUp(ctx.db);
+    ctx.time = movableClock();
+    ctx.store = new CounterStore(ctx.db.sequelize, ctx.time.read);
   });
   afterEach(async () => {
-    await db.close();
+    await ctx.db.close();
     await fresh.cleanup();
   });
+  return ctx;
+}
+
+describe('throttled password checks under concurrency', () => {
+  const settings = { ...testConfig().throttle, accountMax: 5, ipMax: 50 };
+  const ctx = counterStoreEachTest();
 
   /** Runs `n` checks of one account at once; each takes a few ms; counts checks run and the most at once. */
   async function burst(n: number, correct: boolean, ip = (i: number) => `192.0.2.${i + 1}`) {
-    const throttle = new Throttle(store, settings);
+    const throttle = new Throttle(ctx.store, settings);
     let running = 0;
     let mostAtOnce = 0;
     let checks = 0;
@@ -174,11 +180,11 @@ describe('throttled password checks under concurrency', () => {
     const r = await burst(40, false);
     expect(r).to.deep.equal({ checks: 5, mostAtOnce: r.mostAtOnce, allowed: 5, refused: 35 });
     expect(r.mostAtOnce).to.be.within(1, 5);
-    expect((await new Throttle(store, settings).checkLogin('hal', '203.0.113.1')).allowed).to.equal(false);
+    expect((await new Throttle(ctx.store, settings).checkLogin('hal', '203.0.113.1')).allowed).to.equal(false);
   });
 
   it('bounds checks in flight per address too (one address, many accounts)', async () => {
-    const throttle = new Throttle(store, { ...settings, ipMax: 3 });
+    const throttle = new Throttle(ctx.store, { ...settings, ipMax: 3 });
     let checks = 0;
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
@@ -194,7 +200,7 @@ describe('throttled password checks under concurrency', () => {
   });
 
   it('gives the slot of a check that throws back and counts nothing', async () => {
-    const throttle = new Throttle(store, settings);
+    const throttle = new Throttle(ctx.store, settings);
     for (let i = 0; i < 6; i += 1) {
       const outcome = await throttle
         .guardPasswordCheck('ivan', '192.0.2.30', async () => {
@@ -209,68 +215,53 @@ describe('throttled password checks under concurrency', () => {
 
   it('waits for slots held by a process that died, until their counter resets', async () => {
     // Five checks in flight that will never settle (their process was killed mid-check).
-    for (let i = 0; i < 5; i += 1) await store.slide('login_account_checks:judy', 1, 60_000);
-    const throttle = new Throttle(store, settings);
+    for (let i = 0; i < 5; i += 1) await ctx.store.slide('login_account_checks:judy', 1, 60_000);
+    const throttle = new Throttle(ctx.store, settings);
     let settled = false;
     const waiting = attempt(throttle, 'judy', '192.0.2.40', true).finally(() => {
       settled = true;
     });
     await sleep(50);
     expect(settled, 'still waiting while the slots are held').to.equal(false);
-    time.clock.now += 60_000;
+    ctx.time.clock.now += 60_000;
     expect(await waiting).to.equal('ok');
   });
 });
 
 describe('CounterStore', () => {
-  let db: Database;
-  let time: ReturnType<typeof movableClock>;
-  let store: CounterStore;
-  let fresh: Awaited<ReturnType<typeof freshDatabase>>;
-  // A SQLite file, or a PostgreSQL database of its own when TEST_DATABASE_URL is set.
-  beforeEach(async () => {
-    fresh = await freshDatabase();
-    db = await openDatabase(fresh.url);
-    await migrateUp(db);
-    time = movableClock();
-    store = new CounterStore(db.sequelize, time.read);
-  });
-  afterEach(async () => {
-    await db.close();
-    await fresh.cleanup();
-  });
+  const ctx = counterStoreEachTest();
 
   it('never takes a counter below zero, nor creates a negative one', async () => {
-    expect(await store.add('k:fresh', -1, MINUTE)).to.deep.equal({ points: 0, msBeforeReset: MINUTE });
-    expect((await store.add('k:fresh', 1, MINUTE)).points).to.equal(1);
-    await store.add('k:live', 2, MINUTE);
-    expect((await store.add('k:live', -5, MINUTE)).points).to.equal(0);
+    expect(await ctx.store.add('k:fresh', -1, MINUTE)).to.deep.equal({ points: 0, msBeforeReset: MINUTE });
+    expect((await ctx.store.add('k:fresh', 1, MINUTE)).points).to.equal(1);
+    await ctx.store.add('k:live', 2, MINUTE);
+    expect((await ctx.store.add('k:live', -5, MINUTE)).points).to.equal(0);
   });
 
   it('keeps a fixed window for add and moves the end with every slide', async () => {
-    await store.add('k:fixed', 1, MINUTE);
-    await store.slide('k:slide', 1, MINUTE);
-    time.clock.now += 40_000;
-    expect(await store.add('k:fixed', 1, MINUTE)).to.deep.equal({ points: 2, msBeforeReset: 20_000 });
-    expect(await store.slide('k:slide', 1, MINUTE)).to.deep.equal({ points: 2, msBeforeReset: MINUTE });
-    time.clock.now += 20_000;
-    expect(await store.get('k:fixed'), 'reset at the end of its window').to.equal(null);
-    expect((await store.get('k:slide'))?.points).to.equal(2);
+    await ctx.store.add('k:fixed', 1, MINUTE);
+    await ctx.store.slide('k:slide', 1, MINUTE);
+    ctx.time.clock.now += 40_000;
+    expect(await ctx.store.add('k:fixed', 1, MINUTE)).to.deep.equal({ points: 2, msBeforeReset: 20_000 });
+    expect(await ctx.store.slide('k:slide', 1, MINUTE)).to.deep.equal({ points: 2, msBeforeReset: MINUTE });
+    ctx.time.clock.now += 20_000;
+    expect(await ctx.store.get('k:fixed'), 'reset at the end of its window').to.equal(null);
+    expect((await ctx.store.get('k:slide'))?.points).to.equal(2);
   });
 
   it('stores a very long key by its hash and still finds it', async () => {
     const key = `login_account:${'x'.repeat(10_000)}`;
-    await store.add(key, 3, MINUTE);
-    expect((await store.get(key))?.points).to.equal(3);
-    const [rows] = await db.sequelize.query('SELECT rl_key FROM rate_limits');
+    await ctx.store.add(key, 3, MINUTE);
+    expect((await ctx.store.get(key))?.points).to.equal(3);
+    const [rows] = await ctx.db.sequelize.query('SELECT rl_key FROM rate_limits');
     expect((rows as { rl_key: string }[])[0]!.rl_key).to.match(/^login_account:sha256:[0-9a-f]{64}$/);
   });
 
   it('clears expired counters and keeps live ones', async () => {
-    await store.add('k:old', 1, MINUTE);
-    await store.add('k:new', 1, 10 * MINUTE);
-    time.clock.now += 2 * MINUTE;
-    expect(await store.clearExpired()).to.equal(1);
-    expect(await store.get('k:new')).to.not.equal(null);
+    await ctx.store.add('k:old', 1, MINUTE);
+    await ctx.store.add('k:new', 1, 10 * MINUTE);
+    ctx.time.clock.now += 2 * MINUTE;
+    expect(await ctx.store.clearExpired()).to.equal(1);
+    expect(await ctx.store.get('k:new')).to.not.equal(null);
   });
 });
