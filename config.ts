@@ -56,6 +56,11 @@ export interface Config {
   /** How long a token's session/user check may be answered from the in-process cache (revocation bound). */
   readonly revocationCacheTtlMs: number;
   readonly auditRetentionMs: number;
+  /** The housekeeping pass (services/maintenance.ts): first run after start-up, then every `intervalMs`. */
+  readonly maintenance: {
+    readonly firstDelayMs: number;
+    readonly intervalMs: number;
+  };
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -158,6 +163,8 @@ const schema = z.object({
     .refine((v) => /^\d{1,4}$/.test(v) && Number(v) <= 5000, 'must be milliseconds from 0 to 5000 (revocation must reach every instance within 5 s)')
     .transform(Number),
   AUDIT_RETENTION: duration('AUDIT_RETENTION', '90d'),
+  MAINTENANCE_FIRST_DELAY: duration('MAINTENANCE_FIRST_DELAY', '5s'),
+  MAINTENANCE_INTERVAL: duration('MAINTENANCE_INTERVAL', '1h'),
 });
 
 function count(fallback: string) {
@@ -309,6 +316,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }),
     revocationCacheTtlMs: e.REVOCATION_CACHE_TTL,
     auditRetentionMs: e.AUDIT_RETENTION,
+    maintenance: Object.freeze({ firstDelayMs: e.MAINTENANCE_FIRST_DELAY, intervalMs: e.MAINTENANCE_INTERVAL }),
   });
 }
 

@@ -7,6 +7,7 @@ import { ConfigError, ensureEnvFile, envFilePath, loadConfig, readEnvironment, t
 import { migrateUp } from './migrations/runner.js';
 import { createLogger } from './middleware/request-log.js';
 import { openDatabase, type Database } from './models/database.js';
+import { startMaintenance } from './services/maintenance.js';
 
 /** Headers may hold a large (rejected with 401) bearer token; Node's default 16 KiB would answer 431. */
 const MAX_HEADER_BYTES = 96 * 1024;
@@ -39,12 +40,15 @@ async function main(): Promise<void> {
   return serve(config, logger, true);
 }
 
-/** Opens the database and, in the primary or a single process, applies pending migrations. */
-async function openMigrated(config: Config, logger: Logger, migrate: boolean): Promise<Database> {
+/**
+ * Opens the database and, in the primary or a single process, applies pending
+ * migrations. `poolMax` defaults to `DB_POOL_MAX`.
+ */
+async function openMigrated(config: Config, logger: Logger, migrate: boolean, poolMax = config.databasePoolMax): Promise<Database> {
   let database: Database | undefined;
   try {
     database = await openDatabase(config.databaseUrl, {
-      poolMax: config.databasePoolMax,
+      poolMax,
       acquireTimeoutMs: config.databaseAcquireTimeoutMs,
       statementTimeoutMs: config.databaseStatementTimeoutMs,
     });
@@ -60,13 +64,16 @@ async function openMigrated(config: Config, logger: Logger, migrate: boolean): P
 }
 
 /**
- * `WEB_CONCURRENCY` > 1: this process only migrates, forks the workers (which
- * share the listening port through node:cluster), replaces a worker that dies,
- * and on SIGTERM/SIGINT stops them all gracefully and exits 0.
+ * `WEB_CONCURRENCY` > 1: this process migrates, runs the maintenance passes
+ * (the workers do not, so each pass runs once per instance), forks the
+ * workers (which share the listening port through node:cluster), replaces a
+ * worker that dies, and on SIGTERM/SIGINT stops them all gracefully and exits 0.
  */
 async function runPrimary(config: Config, logger: Logger): Promise<void> {
-  const database = await openMigrated(config, logger, true);
-  await database.close();
+  // One pooled connection is all the maintenance passes use (their statements run one at a time);
+  // the pool lets it go when idle, so between passes the primary holds none.
+  const database = await openMigrated(config, logger, true, 1);
+  const maintenance = startMaintenance({ database, config, logger });
 
   let stopping = false;
   let exitCode = 0;
@@ -75,13 +82,21 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
   const live = new Set<Worker>();
   const fork = () => live.add(cluster.fork());
 
+  // Once every worker is gone: wait for a running maintenance pass, close the database, exit.
+  let finishing = false;
+  const finish = async () => {
+    if (finishing) return;
+    finishing = true;
+    await maintenance.stop();
+    await database.close().catch((err: Error) => logger.error({ err }, 'closing the database failed'));
+    logger.info('stopped');
+    process.exit(exitCode);
+  };
+
   cluster.on('exit', (worker: Worker, code: number | null, signal: string | null) => {
     live.delete(worker);
     if (stopping) {
-      if (live.size === 0) {
-        logger.info('stopped');
-        process.exit(exitCode);
-      }
+      if (live.size === 0) void finish();
       return;
     }
     logger.error({ worker: worker.id, pid: worker.process.pid, code, signal }, 'worker exited unexpectedly');
@@ -103,9 +118,11 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
     stopping = true;
     exitCode = code;
     logger.info({ signal: reason }, 'shutting down');
+    // No new pass from here on; one in flight stops after its current statement.
+    void maintenance.stop();
     if (live.size === 0) {
-      logger.info('stopped');
-      process.exit(exitCode);
+      void finish();
+      return;
     }
     // Each worker finishes its in-flight requests and closes its database (see serve()).
     for (const worker of live) worker.process.kill('SIGTERM');
@@ -125,6 +142,8 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
 /** One HTTP server: the whole app in a single process, or one cluster worker. */
 async function serve(config: Config, logger: Logger, migrate: boolean): Promise<void> {
   const database = await openMigrated(config, logger, migrate);
+  // A single process runs the maintenance passes itself; cluster workers leave them to the primary.
+  const maintenance = migrate ? startMaintenance({ database, config, logger }) : undefined;
 
   const app = createApp({ config, database, logger });
   const server: Server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
@@ -151,6 +170,8 @@ async function serve(config: Config, logger: Logger, migrate: boolean): Promise<
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // No new pass from here on; one in flight stops after its current statement.
+    const maintenanceStopped = maintenance?.stop();
     // Without this a keep-alive client would hold close() open for keepAliveTimeout after its last response.
     for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
     const force = setTimeout(() => {
@@ -161,6 +182,7 @@ async function serve(config: Config, logger: Logger, migrate: boolean): Promise<
     // close() stops accepting and waits for in-flight requests; idle keep-alive sockets are closed now.
     server.close(async () => {
       clearTimeout(force);
+      await maintenanceStopped;
       await database.close().catch((err: Error) => logger.error({ err }, 'closing the database failed'));
       logger.info('stopped');
       process.exit(0);

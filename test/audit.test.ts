@@ -1,11 +1,10 @@
 import { expect } from 'chai';
-import { pino } from 'pino';
 import { QueryTypes } from 'sequelize';
 import { migrateUp } from '../migrations/runner.js';
 import type { AuditEventRow } from '../models/audit-event.js';
 import { openDatabase, type Database } from '../models/database.js';
 import { AuditLog, MAX_BATCH_ROWS } from '../services/audit-log.js';
-import { startMaintenance } from '../services/maintenance.js';
+import { Maintenance } from '../services/maintenance.js';
 import { startTestApp, tempSqliteUrl, testConfig, type TestApp } from './helpers/app.js';
 import { browser, csrfFrom, formToken, loginUser, sessionCookie, STRONG_PASSWORD, uniqueName, type Agent } from './helpers/browser.js';
 import { runUsersCli } from './helpers/cli.js';
@@ -308,19 +307,17 @@ describe('AuditLog retention', () => {
     expect(recent.map((e) => e.detail)).to.deep.equal(Array.from({ length: 20 }, (_, i) => `jti-${24 - i}`));
   });
 
-  it('the maintenance task prunes with the configured AUDIT_RETENTION', async () => {
-    const now = Date.now();
+  it('the maintenance pass prunes audit events past the configured AUDIT_RETENTION, by its injected clock', async () => {
+    const now = Date.parse('2030-01-01T00:00:00Z');
     await db.auditEvents.bulkCreate([
       { at: new Date(now - 3 * DAY), event: 'signed_in', userId: null, username: 'old', ip: null, userAgent: null, detail: null },
+      { at: new Date(now - 2 * DAY + 1000), event: 'signed_in', userId: null, username: 'almost', ip: null, userAgent: null, detail: null },
       { at: new Date(now - DAY / 2), event: 'signed_in', userId: null, username: 'recent', ip: null, userAgent: null, detail: null },
     ]);
-    const stop = startMaintenance({ database: db, config: testConfig({ AUDIT_RETENTION: '2d' }), logger: pino({ level: 'silent' }) });
-    try {
-      for (let i = 0; i < 50 && (await db.auditEvents.count()) > 1; i += 1) await new Promise((r) => setTimeout(r, 20));
-    } finally {
-      stop();
-    }
-    expect((await db.auditEvents.findAll()).map((r) => r.username)).to.deep.equal(['recent']);
+    const config = testConfig({ AUDIT_RETENTION: '2d' });
+    const settings = { auditRetentionMs: config.auditRetentionMs, sessionIdleTimeoutMs: config.session.idleTimeoutMs };
+    expect(await new Maintenance(db, settings, () => now).prune()).to.include({ auditEvents: 1, complete: true });
+    expect((await db.auditEvents.findAll({ order: [['at', 'ASC']] })).map((r) => r.username)).to.deep.equal(['almost', 'recent']);
   });
 });
 
