@@ -101,7 +101,10 @@ describe('PostgreSQL', function () {
       try {
         await holder.query("SELECT pg_advisory_lock(hashtext('token-bridge:migrations'))");
         let error: Error | undefined;
+        const start = Date.now();
         await migrateUp(database, { lockWaitMs: 300 }).catch((err: Error) => (error = err));
+        // It waited the limit, and not much longer.
+        expect(Date.now() - start).to.be.within(250, 3_000);
         expect(error?.message).to.match(/migration lock/);
 
         let done = false;
