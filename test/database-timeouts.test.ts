@@ -5,6 +5,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import request from 'supertest';
 import { createApp } from '../app.js';
+import { ConfigError } from '../config.js';
 import { migrateUp } from '../migrations/runner.js';
 import { describeError } from '../middleware/errors.js';
 import { isDatabaseUnavailable, openDatabase, QUERY_TIMEOUT_MARGIN_MS, type Database } from '../models/database.js';
@@ -76,6 +77,16 @@ async function pollUntil(probe: () => Promise<boolean>, withinMs: number): Promi
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('DB_STATEMENT_TIMEOUT', () => {
+  it('defaults to 10 s and takes a duration of at least a second, refusing anything else by name', () => {
+    expect(testConfig().databaseStatementTimeoutMs).to.equal(10_000);
+    expect(testConfig({ DB_STATEMENT_TIMEOUT: '30s' }).databaseStatementTimeoutMs).to.equal(30_000);
+    for (const value of ['never', '500ms', '0']) {
+      expect(() => testConfig({ DB_STATEMENT_TIMEOUT: value }), value).to.throw(ConfigError).with.property('variable', 'DB_STATEMENT_TIMEOUT');
+    }
+  });
+});
 
 describe('PostgreSQL statement and query timeouts (DB_STATEMENT_TIMEOUT)', function () {
   this.timeout(60_000);

@@ -4,10 +4,11 @@ import path from 'node:path';
 import pg from 'pg';
 import { QueryTypes } from 'sequelize';
 import sqlite3 from 'sqlite3';
+import { ConfigError } from '../config.js';
 import { migrateUp } from '../migrations/runner.js';
 import { openDatabase, type Database } from '../models/database.js';
 import { IDLE_GRACE_MS, Maintenance, type PruneSettings } from '../services/maintenance.js';
-import { freshDatabase, startTestApp, type TestApp } from './helpers/app.js';
+import { freshDatabase, startTestApp, testConfig, type TestApp } from './helpers/app.js';
 import { randomSecret, startServer, tempDir, type ServerProcess } from './helpers/process.js';
 
 const MINUTE = 60_000;
@@ -143,6 +144,21 @@ async function pollUntil(probe: () => Promise<boolean>, withinMs: number, what: 
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('maintenance settings (MAINTENANCE_FIRST_DELAY, MAINTENANCE_INTERVAL)', () => {
+  it('default to a first pass 5 s after start-up and one an hour after each', () => {
+    expect(testConfig().maintenance).to.deep.equal({ firstDelayMs: 5_000, intervalMs: HOUR });
+    expect(testConfig({ MAINTENANCE_FIRST_DELAY: '30s', MAINTENANCE_INTERVAL: '15m' }).maintenance).to.deep.equal({ firstDelayMs: 30_000, intervalMs: 15 * MINUTE });
+  });
+
+  it('refuse a value that is not a duration of at least a second, naming the variable', () => {
+    for (const variable of ['MAINTENANCE_FIRST_DELAY', 'MAINTENANCE_INTERVAL']) {
+      for (const value of ['soon', '10ms', '-1']) {
+        expect(() => testConfig({ [variable]: value }), `${variable}=${value}`).to.throw(ConfigError).with.property('variable', variable);
+      }
+    }
+  });
+});
 
 describe('maintenance pass (pruning)', function () {
   this.timeout(30_000);
