@@ -8,14 +8,10 @@ import { createApp } from '../app.js';
 import { ConfigError } from '../config.js';
 import { migrateUp } from '../migrations/runner.js';
 import { describeError } from '../middleware/errors.js';
-import { isDatabaseUnavailable, openDatabase, QUERY_TIMEOUT_MARGIN_MS, type Database } from '../models/database.js';
+import { isDatabaseUnavailable, openDatabase, type Database } from '../models/database.js';
 import { testConfig } from './helpers/app.js';
 import { userWithToken } from './helpers/browser.js';
 import { createTestDatabase, testDatabaseUrl, type TestDatabase } from './helpers/postgres.js';
-
-const STATEMENT_TIMEOUT_MS = 1_000;
-/** When pg gives up on a server that sends nothing back ("Query read timeout"). */
-const QUERY_TIMEOUT_MS = STATEMENT_TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS;
 
 interface TimeoutApp {
   server: Server;
@@ -107,12 +103,9 @@ describe('PostgreSQL statement and query timeouts (DB_STATEMENT_TIMEOUT)', funct
     after(() => t?.close());
 
     it('is cancelled by the server after DB_STATEMENT_TIMEOUT with 57014, which counts as unavailable (503)', async () => {
-      const start = Date.now();
       const err = await t.database.sequelize.query('SELECT pg_sleep(5)').then(() => null, (e: unknown) => e);
-      const elapsed = Date.now() - start;
       expect(err, 'pg_sleep(5) finished under a 1 s statement timeout').to.be.instanceOf(Error);
       expect((err as { parent?: { code?: string } }).parent?.code).to.equal('57014');
-      expect(elapsed).to.be.within(STATEMENT_TIMEOUT_MS - 100, QUERY_TIMEOUT_MS - 300);
       expect(isDatabaseUnavailable(err)).to.equal(true);
       expect(describeError(err)).to.include({ status: 503 });
       // The server's cancel leaves the connection usable.
@@ -127,14 +120,10 @@ describe('PostgreSQL statement and query timeouts (DB_STATEMENT_TIMEOUT)', funct
       try {
         await holder.query('BEGIN');
         await holder.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
-        const start = Date.now();
         const res = await request(t.server).get('/api/me').set('Authorization', `Bearer ${token}`);
-        const elapsed = Date.now() - start;
         expect(res.status, res.text).to.equal(503);
         expect(res.body).to.include({ error: 'service_unavailable' });
         expect(res.headers['retry-after']).to.equal('5');
-        // Cancelled by the server's statement_timeout, well before the client's own timeout.
-        expect(elapsed).to.be.within(STATEMENT_TIMEOUT_MS - 100, QUERY_TIMEOUT_MS - 300);
       } finally {
         await holder.query('ROLLBACK').catch(() => undefined);
         await holder.end();
@@ -164,13 +153,10 @@ describe('PostgreSQL statement and query timeouts (DB_STATEMENT_TIMEOUT)', funct
     it('gives a query up after the statement timeout plus the margin ("Query read timeout"), which counts as unavailable (503)', async () => {
       await t.database.sequelize.query('SELECT 1');
       proxy.partition();
-      const start = Date.now();
       const err = await t.database.sequelize.query('SELECT 1').then(() => null, (e: unknown) => e);
-      const elapsed = Date.now() - start;
       proxy.heal();
       expect(err, 'a query answered through a partition').to.be.instanceOf(Error);
       expect((err as Error).message).to.match(/Query read timeout/);
-      expect(elapsed).to.be.within(QUERY_TIMEOUT_MS - 100, QUERY_TIMEOUT_MS + 1_500);
       expect(isDatabaseUnavailable(err)).to.equal(true);
       expect(describeError(err)).to.include({ status: 503 });
       // The cut connection was dropped from the pool: the next query gets a fresh one.
@@ -182,13 +168,10 @@ describe('PostgreSQL statement and query timeouts (DB_STATEMENT_TIMEOUT)', funct
       await request(t.server).get('/api/me').set('Authorization', `Bearer ${token}`).expect(200);
       proxy.partition();
       try {
-        const start = Date.now();
         const res = await request(t.server).get('/api/me').set('Authorization', `Bearer ${token}`);
-        const elapsed = Date.now() - start;
         expect(res.status, res.text).to.equal(503);
         expect(res.body).to.include({ error: 'service_unavailable' });
         expect(res.headers['retry-after']).to.equal('5');
-        expect(elapsed).to.be.within(QUERY_TIMEOUT_MS - 100, QUERY_TIMEOUT_MS + 1_500);
       } finally {
         proxy.heal();
       }
