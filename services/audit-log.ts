@@ -1,4 +1,5 @@
 import { Op } from 'sequelize';
+import type { Clock } from '../clock.js';
 import type { AuditEventModel, AuditEventName, AuditEventRow } from '../models/audit-event.js';
 import type { Database, SqlValue } from '../models/database.js';
 
@@ -60,7 +61,7 @@ export class AuditLog {
 
   constructor(
     database: Pick<Database, 'auditEvents' | 'insertRows'>,
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
   ) {
     this.events = database.auditEvents;
     this.insertRows = database.insertRows;

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import type { Clock } from '../clock.js';
 import { BearerError } from '../errors.js';
 import type { SessionService } from './sessions.js';
 import type { AccessTokenClaims } from './tokens.js';
@@ -21,7 +22,7 @@ export class TokenAccess {
     private readonly users: UserService,
     private readonly sessions: SessionService,
     ttlMs: number,
-    now: () => number = Date.now,
+    now: Clock,
   ) {
     // ttlResolution 0: lru-cache otherwise reuses a clock reading for 1 ms of real time, so an
     // injected clock that has moved past the TTL would still get a stale answer.

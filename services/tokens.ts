@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { BearerError } from '../errors.js';
 import type { PublicUser } from './users.js';
@@ -67,7 +68,7 @@ export class TokenService {
 
   constructor(
     private readonly settings: Config['jwt'],
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
   ) {}
 
   get expiresIn(): number {

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.js';
 import { InvalidRoleError, UnknownUserError } from '../errors.js';
 import type { UserModel } from '../models/user.js';
 import { toPublicUser, usernameKey, wholeSecond, type PublicUser } from './users.js';
@@ -9,7 +10,7 @@ export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 export class UserAdmin {
   constructor(
     private readonly users: UserModel,
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
   ) {}
 
   async list(): Promise<PublicUser[]> {

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { UniqueConstraintError } from 'sequelize';
+import type { Clock } from '../clock.js';
 import type { UserModel, UserRow } from '../models/user.js';
 import { hashPassword, needsRehash, passwordProblem, verifyAgainstDummy, verifyPassword } from './passwords.js';
 
@@ -78,7 +79,7 @@ export class UserService {
    */
   constructor(
     private readonly users: UserModel,
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
     options: { cacheTtlMs?: number } = {},
   ) {
     const ttl = options.cacheTtlMs ?? 0;

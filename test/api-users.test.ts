@@ -38,7 +38,7 @@ describe('GET /api/users', () => {
   let admin: UserAdmin;
   before(async () => {
     t = await startTestApp();
-    admin = new UserAdmin(t.database.users);
+    admin = new UserAdmin(t.database.users, Date.now);
   });
   after(() => t.close());
 
@@ -114,7 +114,7 @@ describe('GET /api/users with the revocation cache on', () => {
     const token = await mint(agent);
     expectInsufficientScope(await listUsers(t.server, token)); // the user's state is now cached
 
-    await new UserAdmin(t.database.users).setRole(name, 'admin', true); // as `npm run users -- grant` does
+    await new UserAdmin(t.database.users, Date.now).setRole(name, 'admin', true); // as `npm run users -- grant` does
     clock.advance(TTL - 1);
     expectInsufficientScope(await listUsers(t.server, token)); // still the cached answer: the bound
     clock.advance(2);
@@ -127,11 +127,11 @@ describe('GET /api/users with the revocation cache on', () => {
   it('withdraws admin access within REVOCATION_CACHE_TTL of a role being revoked', async () => {
     const agent = browser(t.server);
     const name = await registerUser(agent);
-    await new UserAdmin(t.database.users).setRole(name, 'admin', true);
+    await new UserAdmin(t.database.users, Date.now).setRole(name, 'admin', true);
     const token = await mint(agent);
     expect((await listUsers(t.server, token)).status).to.equal(200);
 
-    await new UserAdmin(t.database.users).setRole(name, 'admin', false);
+    await new UserAdmin(t.database.users, Date.now).setRole(name, 'admin', false);
     clock.advance(TTL - 1);
     expect((await listUsers(t.server, token)).status).to.equal(200); // still the cached answer: the bound
     clock.advance(2);

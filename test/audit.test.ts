@@ -347,7 +347,7 @@ describe('AuditLog group commit', () => {
   afterEach(() => db.close());
 
   it('writes events recorded together in one INSERT, and each record resolves only once its row is stored', async () => {
-    const log = new AuditLog(counted);
+    const log = new AuditLog(counted, Date.now);
     const stored: number[] = [];
     const writes = Array.from({ length: 30 }, (_, i) =>
       log.record('token_minted', { username: `burst${i}` }, `jti-${i}`).then(async () => {
@@ -361,7 +361,7 @@ describe('AuditLog group commit', () => {
   });
 
   it('events recorded while a write is in flight go together in the next one', async () => {
-    const log = new AuditLog(counted);
+    const log = new AuditLog(counted, Date.now);
     const first = log.record('signed_in', { username: 'first' });
     await new Promise((r) => setImmediate(r)); // the first write has started
     const rest = Array.from({ length: 10 }, (_, i) => log.record('signed_in', { username: `waiting${i}` }));
@@ -371,7 +371,7 @@ describe('AuditLog group commit', () => {
   });
 
   it('splits a long queue into INSERTs of at most MAX_BATCH_ROWS rows', async () => {
-    const log = new AuditLog(counted);
+    const log = new AuditLog(counted, Date.now);
     const total = MAX_BATCH_ROWS * 2 + 1;
     await Promise.all(Array.from({ length: total }, (_, i) => log.record('signed_in', { username: `many${i}` })));
     expect(inserts).to.equal(3);
@@ -379,7 +379,7 @@ describe('AuditLog group commit', () => {
   });
 
   it('a failed write rejects the records of its batch only; the next batch is written', async () => {
-    const log = new AuditLog(counted);
+    const log = new AuditLog(counted, Date.now);
     failNext = true;
     const failed = await Promise.allSettled([log.record('signed_in', { username: 'lost1' }), log.record('signed_in', { username: 'lost2' })]);
     expect(failed.map((r) => r.status)).to.deep.equal(['rejected', 'rejected']);

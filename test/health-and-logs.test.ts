@@ -172,7 +172,7 @@ describe('request logs at LOG_LEVEL=warn', () => {
     await migrateUp(database);
     captured = captureLines();
     server = createServer(createApp({ config, database, logger: createLogger('warn', captured.stream) }));
-    token = new TokenService(config.jwt).mint({ id: 7, username: 'nobody', roles: [], disabled: false, createdAt: new Date(0), tokensValidAfter: null }, 'sid-x').token;
+    token = new TokenService(config.jwt, Date.now).mint({ id: 7, username: 'nobody', roles: [], disabled: false, createdAt: new Date(0), tokensValidAfter: null }, 'sid-x').token;
     await database.close();
   });
 
