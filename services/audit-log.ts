@@ -1,4 +1,3 @@
-import { Op } from 'sequelize';
 import type { Clock } from '../clock.js';
 import type { AuditEventModel, AuditEventName, AuditEventRow } from '../models/audit-event.js';
 import type { Database, SqlValue } from '../models/database.js';
@@ -124,10 +123,5 @@ export class AuditLog {
       limit,
     });
     return rows.map((r) => ({ at: r.at, event: r.event, ip: r.ip, userAgent: r.userAgent, detail: r.detail }));
-  }
-
-  /** Deletes events older than the retention period; returns how many. */
-  prune(retentionMs: number): Promise<number> {
-    return this.events.destroy({ where: { at: { [Op.lt]: new Date(this.now() - retentionMs) } } });
   }
 }

@@ -89,9 +89,4 @@ export class SessionService {
   async isRevoked(publicId: string): Promise<boolean> {
     return (await this.revocations.count({ where: { publicId } })) > 0;
   }
-
-  /** Forgets revocations older than any token that could carry them. */
-  pruneRevocations(): Promise<number> {
-    return this.revocations.destroy({ where: { expiresAt: { [Op.lt]: new Date(this.now()) } } });
-  }
 }

@@ -90,15 +90,6 @@ export class CounterStore {
     await this.sequelize.query('DELETE FROM rate_limits WHERE rl_key = :key', { replacements: { key: storedKey(key) } });
   }
 
-  /** Removes counters that reset before `before` (epoch ms); returns how many. */
-  async clearExpired(before = this.now()): Promise<number> {
-    const removed: unknown = await this.sequelize.query('DELETE FROM rate_limits WHERE expire < :before', {
-      replacements: { before },
-      type: QueryTypes.BULKDELETE,
-    });
-    return Number(removed) || 0;
-  }
-
   private async upsert(key: string, points: number, windowMs: number, onConflict: string): Promise<Counter> {
     const t = this.now();
     // The leading comment keeps Sequelize's SQLite driver from treating this as a plain
