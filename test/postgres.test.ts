@@ -170,8 +170,16 @@ describe('PostgreSQL', function () {
       expect(err, 'the query was not cut').to.be.instanceOf(Error);
       expect(isDatabaseUnavailable(err)).to.equal(true);
       expect(describeError(err).status).to.equal(503);
-      // The next request gets a fresh connection.
-      await request(t.server).get('/readyz').expect(200);
+      // The pool drops the cut connection and opens a fresh one by itself. On a loaded machine
+      // the first probe can still meet the 1 s acquire timeout while that happens (seen once in
+      // a CI run), so recovery is asserted within a bound rather than on the very next request.
+      const deadline = Date.now() + 10_000;
+      let status = 0;
+      while (Date.now() < deadline && (status = (await request(t.server).get('/readyz')).status) !== 200) {
+        expect(status, '/readyz while the pool recovers').to.equal(503);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).to.equal(200);
     });
 
     it('does not treat an ordinary query error as an outage (500 stays 500)', async () => {
