@@ -17,6 +17,7 @@ import { registerApiRoutes } from './routes/api.js';
 import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/pages.js';
+import { wellKnownRoutes } from './routes/well-known.js';
 import { AuditLog } from './services/audit-log.js';
 import { RevocationService } from './services/revocation.js';
 import { DatabaseSessionStore } from './services/session-store.js';
@@ -87,6 +88,7 @@ export function createApp({ config, database, logger, clock = systemClock }: App
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
 
   app.use(healthRoutes({ database }));
+  app.use(wellKnownRoutes({ headers: jsonHeaders }));
   app.use(securityHeaders(config));
   // Static files are the same for everyone: they get serve-static's caching instead of no-store.
   app.use('/static', dropNoStore, express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));

@@ -31,8 +31,10 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly trustProxy: boolean | number | string;
   readonly jwt: {
-    /** HS256 key as a KeyObject: jsonwebtoken skips its slow PEM parsing attempt for these. */
+    /** The HS256 key that signs (the first of JWT_SECRET_KEY), as a KeyObject: jsonwebtoken skips its slow PEM parsing attempt for these. */
     readonly key: KeyObject;
+    /** Every key a token may be signed with: the signing key first, then older ones still verifying (rotation). */
+    readonly verifyKeys: readonly KeyObject[];
     readonly expiresInSeconds: number;
     readonly issuer: string;
     readonly audience: string;
@@ -238,6 +240,14 @@ function checkSecret(variable: string, value: string, production: boolean): void
   }
 }
 
+/** A comma-separated list of secrets (the first is the current one), each checked. */
+function secretList(variable: string, value: string, production: boolean): string[] {
+  const secrets = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (secrets.length === 0) throw new ConfigError(variable, 'must list at least one secret');
+  for (const secret of secrets) checkSecret(variable, secret, production);
+  return secrets;
+}
+
 /**
  * Only the database setting, for tools (the users CLI, migrations) that must
  * run without the signing secrets.
@@ -267,10 +277,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const production = e.NODE_ENV === 'production';
   // Plain http:// is accepted in production too (an internal deployment may choose it); see README.
   const publicUrl: ParsedPublicUrl = e.PUBLIC_URL ?? { origin: `http://localhost:${e.PORT}`, protocol: 'http:', hostname: 'localhost', port: e.PORT };
-  checkSecret('JWT_SECRET_KEY', e.JWT_SECRET_KEY, production);
-  const sessionSecrets = e.SESSION_SECRET.split(',').map((s) => s.trim()).filter(Boolean);
-  if (sessionSecrets.length === 0) throw new ConfigError('SESSION_SECRET', 'must list at least one secret');
-  for (const secret of sessionSecrets) checkSecret('SESSION_SECRET', secret, production);
+  const jwtSecrets = secretList('JWT_SECRET_KEY', e.JWT_SECRET_KEY, production);
+  const sessionSecrets = secretList('SESSION_SECRET', e.SESSION_SECRET, production);
+  const jwtKeys = Object.freeze(jwtSecrets.map((secret) => createSecretKey(Buffer.from(secret, 'utf8'))));
   if (e.WEB_CONCURRENCY > 1 && e.DATABASE_URL === 'sqlite::memory:') {
     throw new ConfigError('WEB_CONCURRENCY', 'must be 1 with sqlite::memory: (each worker would get its own empty database)');
   }
@@ -292,7 +301,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     trustProxy: e.TRUST_PROXY,
     jwt: Object.freeze({
-      key: createSecretKey(Buffer.from(e.JWT_SECRET_KEY, 'utf8')),
+      key: jwtKeys[0]!,
+      verifyKeys: jwtKeys,
       expiresInSeconds: Math.floor(e.JWT_EXPIRES_IN / 1000),
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,

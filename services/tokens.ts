@@ -113,24 +113,37 @@ export class TokenService {
     return claims;
   }
 
+  /**
+   * jsonwebtoken's checks with the signing key, then with each older key of
+   * JWT_SECRET_KEY (rotation): a signature that fails with one key is tried
+   * with the next; any other failure (expiry, issuer …) is the answer.
+   */
+  private verifySignedByOneOfOurKeys(token: string, nowSeconds: number): jwt.Jwt {
+    const keys = this.settings.verifyKeys;
+    for (let i = 0; ; i += 1) {
+      try {
+        return jwt.verify(token, keys[i]!, {
+          algorithms: ['HS256'],
+          issuer: this.settings.issuer,
+          audience: this.settings.audience,
+          clockTolerance: this.settings.clockToleranceSeconds,
+          clockTimestamp: nowSeconds,
+          complete: true,
+        });
+      } catch (err) {
+        const wrongKey = err instanceof jwt.JsonWebTokenError && err.message === 'invalid signature';
+        if (wrongKey && i + 1 < keys.length) continue;
+        if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
+        if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
+        throw BearerError.invalid('The token signature or claims are invalid');
+      }
+    }
+  }
+
   /** Signature, algorithm, issuer, audience, lifetime, header members and claim shapes; frozen claims. */
   private verifyFully(token: string, nowSeconds: number): AccessTokenClaims {
     if (!JWS_COMPACT.test(token)) throw BearerError.invalid('The token is not a JWT');
-    let decoded: jwt.Jwt;
-    try {
-      decoded = jwt.verify(token, this.settings.key, {
-        algorithms: ['HS256'],
-        issuer: this.settings.issuer,
-        audience: this.settings.audience,
-        clockTolerance: this.settings.clockToleranceSeconds,
-        clockTimestamp: nowSeconds,
-        complete: true,
-      });
-    } catch (err) {
-      if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
-      if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
-      throw BearerError.invalid('The token signature or claims are invalid');
-    }
+    const decoded = this.verifySignedByOneOfOurKeys(token, nowSeconds);
     const headerKeys = Object.keys(decoded.header);
     if (headerKeys.some((k) => !ALLOWED_HEADER_KEYS.has(k)) || (decoded.header.typ !== undefined && decoded.header.typ !== 'JWT')) {
       throw BearerError.invalid('The token header is not accepted');
