@@ -31,6 +31,10 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly trustProxy: boolean | number | string;
   readonly jwt: {
+    /** `JWT_ALGORITHM`: HS256 signs with JWT_SECRET_KEY; ES256 and RS256 with the key set in the database (services/signing-keys.ts). */
+    readonly algorithm: JwtAlgorithm;
+    /** JWT_SECRET_KEY as given, first first: with ES256/RS256 the first encrypts stored private keys and every one may decrypt. */
+    readonly secrets: readonly string[];
     /** The HS256 key that signs (the first of JWT_SECRET_KEY), as a KeyObject: jsonwebtoken skips its slow PEM parsing attempt for these. */
     readonly key: KeyObject;
     /** Every key a token may be signed with: the signing key first, then older ones still verifying (rotation). */
@@ -65,6 +69,9 @@ export interface Config {
   };
 }
 
+export const JWT_ALGORITHMS = ['HS256', 'ES256', 'RS256'] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 /** An http(s) origin taken apart. */
@@ -86,6 +93,8 @@ export class ConfigError extends Error {
 
 const APP_NAME = 'token-bridge';
 const MIN_SECRET_BYTES = 32;
+/** Leeway for `exp`/`iat` between machines' clocks, in seconds. */
+const CLOCK_TOLERANCE_SECONDS = 5;
 
 /** Values that appear in documentation or examples and must never sign anything in production. */
 const EXAMPLE_MARKERS = ['example', 'change-me', 'changeme', 'secret', 'test-only', 'password'];
@@ -146,6 +155,14 @@ const schema = z.object({
     .default('false')
     .refine((v) => /^(true|false|\d{1,2}|[0-9a-fA-F.:/, a-z]+)$/.test(v), 'must be true, false, a hop count or a list of addresses')
     .transform(parseTrustProxy),
+  JWT_ALGORITHM: z
+    .string()
+    .default('HS256')
+    .transform((value, ctx) => {
+      if ((JWT_ALGORITHMS as readonly string[]).includes(value)) return value as JwtAlgorithm;
+      ctx.addIssue({ code: 'custom', message: `must be HS256, ES256 or RS256, not ${JSON.stringify(value.slice(0, 20))}` });
+      return z.NEVER;
+    }),
   JWT_SECRET_KEY: z.string({ error: 'is required (npm start writes one into .env)' }),
   SESSION_SECRET: z.string({ error: 'is required (npm start writes one into .env)' }),
   JWT_EXPIRES_IN: duration('JWT_EXPIRES_IN', '6h'),
@@ -258,6 +275,34 @@ export function loadDatabaseUrl(env: Record<string, string | undefined>): string
   return result.data;
 }
 
+/** What the keys CLI needs: the algorithm, the secrets that encrypt the key set, and how long a retired key keeps verifying. */
+export interface KeySetSettings {
+  readonly algorithm: JwtAlgorithm;
+  readonly secrets: readonly string[];
+  readonly expiresInSeconds: number;
+  readonly clockToleranceSeconds: number;
+}
+
+/**
+ * Only JWT_ALGORITHM, JWT_SECRET_KEY and JWT_EXPIRES_IN (and NODE_ENV for the
+ * secret checks), for `npm run keys`, which must run without SESSION_SECRET.
+ */
+export function loadKeySetSettings(env: Record<string, string | undefined>): KeySetSettings {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const picked = schema.pick({ NODE_ENV: true, JWT_ALGORITHM: true, JWT_SECRET_KEY: true, JWT_EXPIRES_IN: true }).safeParse(cleaned);
+  if (!picked.success) {
+    const issue = picked.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message);
+  }
+  const e = picked.data;
+  return Object.freeze({
+    algorithm: e.JWT_ALGORITHM,
+    secrets: Object.freeze(secretList('JWT_SECRET_KEY', e.JWT_SECRET_KEY, e.NODE_ENV === 'production')),
+    expiresInSeconds: Math.floor(e.JWT_EXPIRES_IN / 1000),
+    clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+  });
+}
+
 /**
  * Parses and validates settings from an environment object.
  * Throws a {@link ConfigError} naming the first bad variable.
@@ -301,12 +346,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     trustProxy: e.TRUST_PROXY,
     jwt: Object.freeze({
+      algorithm: e.JWT_ALGORITHM,
+      secrets: Object.freeze(jwtSecrets),
       key: jwtKeys[0]!,
       verifyKeys: jwtKeys,
       expiresInSeconds: Math.floor(e.JWT_EXPIRES_IN / 1000),
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
-      clockToleranceSeconds: 5,
+      clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
     }),
     session: Object.freeze({
       secrets: Object.freeze(sessionSecrets),

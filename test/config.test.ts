@@ -71,6 +71,20 @@ describe('configuration: loadConfig(env)', () => {
     expect(loadConfig({ ...secrets(), DATABASE_URL: 'postgres://app@db.example/app' }).databaseUrl).to.equal('postgres://app@db.example/app');
   });
 
+  it('JWT_ALGORITHM defaults to HS256 and accepts ES256 and RS256', () => {
+    expect(loadConfig(secrets()).jwt.algorithm).to.equal('HS256');
+    expect(loadConfig({ ...secrets(), JWT_ALGORITHM: 'ES256' }).jwt.algorithm).to.equal('ES256');
+    expect(loadConfig({ ...secrets(), JWT_ALGORITHM: 'RS256' }).jwt.algorithm).to.equal('RS256');
+  });
+
+  for (const value of ['none', 'HS512', 'es256', 'PS256']) {
+    it(`refuses JWT_ALGORITHM=${value} with one line naming it`, () => {
+      const err = configError({ ...secrets(), JWT_ALGORITHM: value });
+      expect(err.variable).to.equal('JWT_ALGORITHM');
+      expect(err.message).to.equal(`JWT_ALGORITHM: must be HS256, ES256 or RS256, not "${value}"`);
+    });
+  }
+
   it('refuses a missing JWT_SECRET_KEY, naming it', () => {
     expectRefused({ SESSION_SECRET: random() }, 'JWT_SECRET_KEY');
   });
