@@ -23,6 +23,7 @@ import { RevocationService } from './services/revocation.js';
 import { DatabaseSessionStore } from './services/session-store.js';
 import { SessionService } from './services/sessions.js';
 import { SignInService } from './services/sign-in.js';
+import type { SigningKeys } from './services/signing-keys.js';
 import { Throttle } from './services/throttle.js';
 import { CounterStore } from './services/throttle-store.js';
 import { TokenAccess } from './services/token-access.js';
@@ -36,6 +37,11 @@ export interface AppDeps {
   logger: Logger;
   /** The one clock every service, the session store and the pages read (default: the system's). */
   clock?: Clock;
+  /**
+   * The loaded key set (`SigningKeys.open`), required with JWT_ALGORITHM
+   * ES256 or RS256 and unused with HS256. Its owner stops it on shutdown.
+   */
+  signingKeys?: SigningKeys;
 }
 
 /** Largest form or JSON body accepted; anything bigger is a 413. */
@@ -45,9 +51,11 @@ const BODY_LIMIT = '16kb';
  * Builds the Express app. Never listens: `server.ts` does, and tests hand the
  * app to supertest.
  */
-export function createApp({ config, database, logger, clock = systemClock }: AppDeps): Express {
+export function createApp({ config, database, logger, clock = systemClock, signingKeys }: AppDeps): Express {
+  const keys = config.jwt.algorithm === 'HS256' ? undefined : signingKeys;
+  if (config.jwt.algorithm !== 'HS256' && !keys) throw new TypeError(`JWT_ALGORITHM=${config.jwt.algorithm} needs createApp({ signingKeys })`);
   const users = new UserService(database.users, clock, { cacheTtlMs: config.revocationCacheTtlMs });
-  const tokens = new TokenService(config.jwt, clock);
+  const tokens = new TokenService(config.jwt, clock, keys);
   const sessions = new SessionService(
     database.sessions,
     database.sessionRevocations,
@@ -88,7 +96,7 @@ export function createApp({ config, database, logger, clock = systemClock }: App
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
 
   app.use(healthRoutes({ database }));
-  app.use(wellKnownRoutes({ headers: jsonHeaders }));
+  app.use(wellKnownRoutes({ headers: jsonHeaders, ...(keys ? { keys } : {}) }));
   app.use(securityHeaders(config));
   // Static files are the same for everyone: they get serve-static's caching instead of no-store.
   app.use('/static', dropNoStore, express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));

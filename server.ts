@@ -3,11 +3,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createApp } from './app.js';
+import { systemClock } from './clock.js';
 import { ConfigError, ensureEnvFile, envFilePath, loadConfig, readEnvironment, type Config } from './config.js';
 import { migrateUp } from './migrations/runner.js';
 import { createLogger } from './middleware/request-log.js';
 import { openDatabase, type Database } from './models/database.js';
 import { startMaintenance } from './services/maintenance.js';
+import { SigningKeys } from './services/signing-keys.js';
 
 /** Headers may hold a large (rejected with 401) bearer token; Node's default 16 KiB would answer 431. */
 const MAX_HEADER_BYTES = 96 * 1024;
@@ -139,13 +141,28 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
   for (let i = 0; i < config.webConcurrency; i += 1) fork();
 }
 
+/**
+ * ES256/RS256: the key set, created on first start. A key this JWT_SECRET_KEY
+ * cannot decrypt stops the start with one line, never a 500 later.
+ */
+async function openSigningKeys(config: Config, database: Database, logger: Logger): Promise<SigningKeys | undefined> {
+  if (config.jwt.algorithm === 'HS256') return undefined;
+  try {
+    return await SigningKeys.open({ database, settings: config.jwt, clock: systemClock, logger });
+  } catch (err) {
+    await database.close().catch(() => undefined);
+    fail(`signing keys error: ${(err as Error).message}`);
+  }
+}
+
 /** One HTTP server: the whole app in a single process, or one cluster worker. */
 async function serve(config: Config, logger: Logger, migrate: boolean): Promise<void> {
   const database = await openMigrated(config, logger, migrate);
   // A single process runs the maintenance passes itself; cluster workers leave them to the primary.
   const maintenance = migrate ? startMaintenance({ database, config, logger }) : undefined;
 
-  const app = createApp({ config, database, logger });
+  const signingKeys = await openSigningKeys(config, database, logger);
+  const app = createApp({ config, database, logger, ...(signingKeys ? { signingKeys } : {}) });
   const server: Server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
   server.keepAliveTimeout = 5_000;
   server.headersTimeout = 10_000;
@@ -172,6 +189,7 @@ async function serve(config: Config, logger: Logger, migrate: boolean): Promise<
     logger.info({ signal }, 'shutting down');
     // No new pass from here on; one in flight stops after its current statement.
     const maintenanceStopped = maintenance?.stop();
+    signingKeys?.stop();
     // Without this a keep-alive client would hold close() open for keepAliveTimeout after its last response.
     for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
     const force = setTimeout(() => {

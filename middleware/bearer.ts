@@ -17,7 +17,9 @@ export function bearerAuth(deps: { tokens: TokenService; access: TokenAccess }):
     // Node keeps the first of repeated Authorization lines and drops the rest; a proxy may keep the last.
     const match = header && authorizationLines(req) === 1 ? BEARER_HEADER.exec(header) : null;
     if (!match) throw BearerError.missing();
-    const claims = deps.tokens.verify(match[1]!);
+    // HS256 answers synchronously; ES256/RS256 may first reload the key set (see TokenService.verifyCurrent).
+    const verified = deps.tokens.verifyCurrent(match[1]!);
+    const claims = verified instanceof Promise ? await verified : verified;
     const user = await deps.access.check(claims);
     req.principal = { user, claims };
     next();

@@ -24,6 +24,10 @@ export const AUDIT_EVENTS = [
   'role_granted',
   'role_revoked',
   'user_created',
+  'key_added',
+  'key_rotated',
+  'key_revoked',
+  'keys_reencrypted',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

@@ -4,6 +4,7 @@ import { projectRoot } from '../paths.js';
 import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
 import { defineSessionRevocation, type SessionRevocationModel } from './session-revocation.js';
+import { defineSigningKey, type SigningKeyModel } from './signing-key.js';
 import { defineUser, type UserModel } from './user.js';
 
 export interface Database {
@@ -14,6 +15,8 @@ export interface Database {
   readonly sessions: SessionModel;
   readonly auditEvents: AuditEventModel;
   readonly sessionRevocations: SessionRevocationModel;
+  /** The ES256/RS256 key set (services/signing-keys.ts). */
+  readonly signingKeys: SigningKeyModel;
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * The stored data of one session, or null: the one query on every signed-in
@@ -125,6 +128,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const sessions = defineSession(sequelize);
   const auditEvents = defineAuditEvent(sequelize);
   const sessionRevocations = defineSessionRevocation(sequelize);
+  const signingKeys = defineSigningKey(sequelize);
   return {
     url,
     sequelize,
@@ -132,6 +136,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     sessions,
     auditEvents,
     sessionRevocations,
+    signingKeys,
     dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
     readSessionData: sessionDataReader(sequelize),
     insertRows: rowInserter(sequelize),

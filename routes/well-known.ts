@@ -1,17 +1,31 @@
 import { Router, type RequestHandler } from 'express';
+import type { SigningKeys } from '../services/signing-keys.js';
 
-/** How long other services may cache the key set (the contract allows at most 600 s). */
-const JWKS_MAX_AGE_SECONDS = 600;
+/** How long other services may cache the key set with HS256 (nothing to follow: it is always empty). */
+const EMPTY_JWKS_MAX_AGE_SECONDS = 600;
+/**
+ * With ES256/RS256: shorter, so a verifier that caches the JWKS for its
+ * max-age drops a revoked key within 5 minutes (the contract allows up to 600 s).
+ */
+const JWKS_MAX_AGE_SECONDS = 300;
 
 /**
  * `GET /.well-known/jwks.json`: the public keys that verify this app's
- * tokens. With HS256, the only algorithm so far, that is none: the secret
- * that signs is never published (`{"keys": []}`).
+ * tokens. With HS256 that is none: the secret that signs is never published
+ * (`{"keys": []}`). With ES256/RS256 the current, next and still-verifying
+ * previous keys, public members only.
  */
-export function wellKnownRoutes(deps: { headers: RequestHandler }): Router {
+export function wellKnownRoutes(deps: { headers: RequestHandler; keys?: SigningKeys }): Router {
   const router = Router();
-  router.get('/.well-known/jwks.json', deps.headers, (_req, res) => {
-    res.set('Cache-Control', `public, max-age=${JWKS_MAX_AGE_SECONDS}`).json({ keys: [] });
+  const { keys } = deps;
+  router.get('/.well-known/jwks.json', deps.headers, async (_req, res) => {
+    if (!keys) {
+      res.set('Cache-Control', `public, max-age=${EMPTY_JWKS_MAX_AGE_SECONDS}`).json({ keys: [] });
+      return;
+    }
+    const stale = keys.fresh();
+    if (stale) await stale;
+    res.set('Cache-Control', `public, max-age=${JWKS_MAX_AGE_SECONDS}`).json({ keys: keys.jwks() });
   });
   return router;
 }

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { BearerError } from '../errors.js';
+import type { SigningKeys } from './signing-keys.js';
 import type { PublicUser } from './users.js';
 
 export interface MintedToken {
@@ -48,12 +49,26 @@ export type AccessTokenClaims = z.infer<typeof claimsSchema>;
 
 /** Header members we produce; anything else (kid, jku, jwk, x5u, x5c, crit …) is refused, never followed. */
 const ALLOWED_HEADER_KEYS = new Set(['alg', 'typ']);
+/** With ES256/RS256 the `kid` too, looked up in our own key set only (never a path, URL or query). */
+const ALLOWED_KEYED_HEADER_KEYS = new Set(['alg', 'typ', 'kid']);
+const KID_SHAPE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A token naming a `kid` that is not in our key set (maybe one made a moment ago on another instance). */
+class UnknownKeyIdError extends Error {}
+
+/** What the verified-token cache holds: the claims, and the key that signed them (ES256/RS256). */
+interface VerifiedEntry {
+  claims: AccessTokenClaims;
+  kid: string | null;
+}
 
 /** How many verified tokens are remembered (about 1 KB each with their claims). */
 export const VERIFIED_CACHE_MAX = 10_000;
 
 /**
- * Mints and verifies HS256 access tokens with the configured key, issuer and audience.
+ * Mints and verifies access tokens with the configured algorithm, key, issuer
+ * and audience: HS256 with JWT_SECRET_KEY, or ES256/RS256 with the key set
+ * ({@link SigningKeys}: the current key signs, the `kid` picks the verifier).
  *
  * Verification results are remembered per token string (as fast-jwt's
  * verifier cache does): the signature, algorithm, issuer, audience, header and
@@ -61,15 +76,20 @@ export const VERIFIED_CACHE_MAX = 10_000;
  * once is not decoded and re-hashed on every API call. Only the checks that
  * depend on the time (`exp`, `iat`) run again on every use. Only tokens that
  * passed every check are remembered; any other string, even one differing in
- * one character, gets the full check.
+ * one character, gets the full check. With ES256/RS256 each cache hit also
+ * checks that its signing key may still verify, so a revoked key's tokens
+ * are refused as soon as the key set is reloaded.
  */
 export class TokenService {
-  private readonly verified = new LRUCache<string, AccessTokenClaims>({ max: VERIFIED_CACHE_MAX });
+  private readonly verified = new LRUCache<string, VerifiedEntry>({ max: VERIFIED_CACHE_MAX });
 
   constructor(
     private readonly settings: Config['jwt'],
     private readonly now: Clock,
-  ) {}
+    private readonly keys?: SigningKeys,
+  ) {
+    if (settings.algorithm !== 'HS256' && !keys) throw new TypeError(`TokenService with ${settings.algorithm} needs the signing keys`);
+  }
 
   get expiresIn(): number {
     return this.settings.expiresInSeconds;
@@ -89,7 +109,13 @@ export class TokenService {
       iss: this.settings.issuer,
       aud: this.settings.audience,
     };
-    const token = jwt.sign(claims, this.settings.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: 'JWT' } });
+    let token: string;
+    if (this.keys) {
+      const { kid, alg, privateKey } = this.keys.signer();
+      token = jwt.sign(claims, privateKey, { algorithm: alg, header: { alg, typ: 'JWT', kid } });
+    } else {
+      token = jwt.sign(claims, this.settings.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: 'JWT' } });
+    }
     return { token, claims, expiresIn: this.settings.expiresInSeconds };
   }
 
@@ -98,15 +124,58 @@ export class TokenService {
    * shape of every claim. Throws a {@link BearerError} (`invalid_token`).
    */
   verify(token: string): AccessTokenClaims {
+    try {
+      return this.verifyOnce(token);
+    } catch (err) {
+      if (err instanceof UnknownKeyIdError) throw BearerError.invalid('The token signing key is not accepted');
+      throw err;
+    }
+  }
+
+  /**
+   * {@link verify} for the API: first brings the key set up to date when the
+   * loaded copy is older than its reload interval, and reloads once (at most
+   * once a second) when the token names a kid not loaded yet. With HS256 it
+   * answers at once (no promise), like {@link verify}.
+   */
+  verifyCurrent(token: string): AccessTokenClaims | Promise<AccessTokenClaims> {
+    return this.keys ? this.verifyWithReload(token, this.keys) : this.verify(token);
+  }
+
+  /** Whether tokens carry a `kid` from the key set (ES256/RS256) rather than HS256. */
+  get usesKeySet(): boolean {
+    return this.keys !== undefined;
+  }
+
+  private async verifyWithReload(token: string, keys: SigningKeys): Promise<AccessTokenClaims> {
+    const stale = keys.fresh();
+    if (stale) await stale;
+    try {
+      return this.verifyOnce(token);
+    } catch (err) {
+      if (!(err instanceof UnknownKeyIdError)) throw err;
+      const reload = keys.reloadForUnknownKid();
+      if (reload) await reload;
+      return this.verify(token);
+    }
+  }
+
+  private verifyOnce(token: string): AccessTokenClaims {
     if (token.length > MAX_TOKEN_LENGTH) throw BearerError.invalid('The token is too long');
     const nowSeconds = Math.floor(this.now() / 1000);
-    let claims = this.verified.get(token);
-    if (!claims) {
-      claims = this.verifyFully(token, nowSeconds);
-      // Kept no longer than the token can be used.
-      const ttl = (claims.exp + this.settings.clockToleranceSeconds - nowSeconds) * 1000;
-      if (ttl > 0) this.verified.set(token, claims, { ttl });
+    let entry = this.verified.get(token);
+    if (entry && entry.kid !== null && !this.keys?.verifier(entry.kid)) {
+      // Its key was revoked (or has left the set) since: the token goes with it.
+      this.verified.delete(token);
+      throw BearerError.invalid('The token signing key is not accepted');
     }
+    if (!entry) {
+      entry = this.keys ? this.verifyWithKeySet(token, nowSeconds, this.keys) : { claims: this.verifyFully(token, nowSeconds), kid: null };
+      // Kept no longer than the token can be used.
+      const ttl = (entry.claims.exp + this.settings.clockToleranceSeconds - nowSeconds) * 1000;
+      if (ttl > 0) this.verified.set(token, entry, { ttl });
+    }
+    const { claims } = entry;
     // The same bounds jsonwebtoken applies, rechecked on every use.
     if (nowSeconds >= claims.exp + this.settings.clockToleranceSeconds) throw BearerError.invalid('The token has expired');
     if (claims.iat > nowSeconds + this.settings.clockToleranceSeconds) throw BearerError.invalid('The token is not valid yet');
@@ -140,6 +209,49 @@ export class TokenService {
     }
   }
 
+  /**
+   * ES256/RS256: the header is read before any key is chosen. Only `alg`,
+   * `typ` and `kid` are allowed (so `jwk`, `jku`, `x5u`, `x5c` and `crit` are
+   * refused, never followed), `alg` must be the configured one (so `none` and
+   * HS256 signed with our public key as the secret never reach a verifier),
+   * and the kid must be one of our loaded keys. jsonwebtoken then checks the
+   * signature with that public key, allowing only the configured algorithm.
+   */
+  private verifyWithKeySet(token: string, nowSeconds: number, keys: SigningKeys): VerifiedEntry {
+    if (!JWS_COMPACT.test(token)) throw BearerError.invalid('The token is not a JWT');
+    let header: unknown;
+    try {
+      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+    } catch {
+      throw BearerError.invalid('The token is not a JWT');
+    }
+    if (!header || typeof header !== 'object' || Array.isArray(header)) throw BearerError.invalid('The token is not a JWT');
+    const h = header as Record<string, unknown>;
+    if (Object.keys(h).some((k) => !ALLOWED_KEYED_HEADER_KEYS.has(k)) || (h.typ !== undefined && h.typ !== 'JWT')) {
+      throw BearerError.invalid('The token header is not accepted');
+    }
+    if (h.alg !== keys.algorithm) throw BearerError.invalid('The token signature or claims are invalid');
+    if (typeof h.kid !== 'string' || !KID_SHAPE.test(h.kid)) throw BearerError.invalid('The token signing key is not accepted');
+    const publicKey = keys.verifier(h.kid);
+    if (!publicKey) throw new UnknownKeyIdError();
+    let decoded: jwt.Jwt;
+    try {
+      decoded = jwt.verify(token, publicKey, {
+        algorithms: [keys.algorithm],
+        issuer: this.settings.issuer,
+        audience: this.settings.audience,
+        clockTolerance: this.settings.clockToleranceSeconds,
+        clockTimestamp: nowSeconds,
+        complete: true,
+      });
+    } catch (err) {
+      if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
+      if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
+      throw BearerError.invalid('The token signature or claims are invalid');
+    }
+    return { claims: this.checkedClaims(decoded.payload), kid: h.kid };
+  }
+
   /** Signature, algorithm, issuer, audience, lifetime, header members and claim shapes; frozen claims. */
   private verifyFully(token: string, nowSeconds: number): AccessTokenClaims {
     if (!JWS_COMPACT.test(token)) throw BearerError.invalid('The token is not a JWT');
@@ -148,7 +260,12 @@ export class TokenService {
     if (headerKeys.some((k) => !ALLOWED_HEADER_KEYS.has(k)) || (decoded.header.typ !== undefined && decoded.header.typ !== 'JWT')) {
       throw BearerError.invalid('The token header is not accepted');
     }
-    const parsed = claimsSchema.safeParse(decoded.payload);
+    return this.checkedClaims(decoded.payload);
+  }
+
+  /** The claim shapes; frozen claims. */
+  private checkedClaims(payload: unknown): AccessTokenClaims {
+    const parsed = claimsSchema.safeParse(payload);
     if (!parsed.success) throw BearerError.invalid('The token claims are malformed');
     // Shared by every later request with this token: nobody may change them.
     Object.freeze(parsed.data.roles);

@@ -157,6 +157,7 @@ describe('migrations (umzug)', () => {
     expect(await appTables(qi)).to.deep.equal([]);
     // Each step removed exactly its own tables: something, and nothing of the earlier migrations.
     expect(byStep).to.deep.equal([
+      ['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users'],
       ['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'users'],
       ['sessions', 'users'],
       ['users'],
@@ -249,7 +250,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         };
         let error: Error | undefined;
         await createMigrator(database, [...migrations.slice(0, -1), failingDown]).down().catch((err: Error) => (error = err));
-        expect(error?.message).to.match(/0003-account-security/);
+        expect(error?.message).to.match(/0004-signing-keys/);
         expect(await appTables(qi)).to.include('session_revocations');
         expect(await recorded(database)).to.deep.equal(ALL);
       });

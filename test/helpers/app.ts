@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../config.js';
 import { migrateUp } from '../../migrations/runner.js';
 import { openDatabase, type Database } from '../../models/database.js';
 import { projectRoot } from '../../paths.js';
+import { SigningKeys } from '../../services/signing-keys.js';
 import { createTestDatabase, testDatabaseUrl } from './postgres.js';
 
 /** The settings in `.env.test`, overridable per test. The process environment is not read. */
@@ -25,6 +26,8 @@ export interface TestApp {
   server: Server;
   database: Database;
   config: Config;
+  /** The loaded key set with JWT_ALGORITHM ES256/RS256 (stopped by `close()`); undefined with HS256. */
+  signingKeys: SigningKeys | undefined;
   close(): Promise<void>;
 }
 
@@ -48,18 +51,35 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     await pg?.drop();
     throw err;
   }
-  const app = createApp({ config, database, logger: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
+  let signingKeys: SigningKeys | undefined;
+  if (config.jwt.algorithm !== 'HS256') {
+    try {
+      signingKeys = await SigningKeys.open({ database, settings: config.jwt, clock: options.clock ?? Date.now });
+    } catch (err) {
+      await database.close();
+      await pg?.drop();
+      throw err;
+    }
+  }
+  const app = createApp({
+    config,
+    database,
+    logger: pino({ level: 'silent' }),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(signingKeys ? { signingKeys } : {}),
+  });
   const server = createServer({ maxHeaderSize: 96 * 1024 }, app);
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      signingKeys?.stop();
       try {
         await database.close();
       } finally {
         await pg?.drop();
       }
     })());
-  return { app, server, database, config, close };
+  return { app, server, database, config, signingKeys, close };
 }
 
 /** A temporary folder holding a SQLite file; removed by `cleanup`. */

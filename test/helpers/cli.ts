@@ -37,6 +37,29 @@ export function runUsersCli(args: string[], options: { databaseUrl: string; stdi
   });
 }
 
+/**
+ * Runs `node --import tsx scripts/keys.ts <args>` (what `npm run keys --`
+ * runs) with only DATABASE_URL, the given `env` (JWT_SECRET_KEY,
+ * JWT_ALGORITHM …) and what Node needs; never the project's `.env`.
+ */
+export function runKeysCli(args: string[], options: { databaseUrl: string; env: Record<string, string>; timeoutMs?: number }): Promise<CliResult> {
+  const env = { ...cliEnv(options.databaseUrl), ...options.env };
+  const argv = ['--import', 'tsx', 'scripts/keys.ts', ...args];
+  const child = spawn(process.execPath, argv, { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, argv: [process.execPath, ...argv] });
+    });
+  });
+}
+
 function cliEnv(databaseUrl: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     DATABASE_URL: databaseUrl,

@@ -1,0 +1,53 @@
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+
+/** Format tag of the stored ciphertext: `v1.<salt>.<iv>.<tag>.<ciphertext>`, each base64url. */
+const VERSION = 'v1';
+const INFO = 'token-bridge signing key encryption v1';
+
+/** A stored private key that none of the JWT_SECRET_KEY entries decrypts. */
+export class KeyDecryptionError extends Error {
+  override name = 'KeyDecryptionError';
+  constructor(readonly kid: string) {
+    super(`signing key ${kid} cannot be decrypted with any JWT_SECRET_KEY entry (was the secret changed without \`npm run keys -- reencrypt\`?)`);
+  }
+}
+
+/** AES-256 key from one secret by HKDF-SHA256, with a per-record salt. */
+function deriveKey(secret: string, salt: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), salt, INFO, 32));
+}
+
+/**
+ * Encrypts a private key (PKCS#8 DER) under `secret` with AES-256-GCM; the
+ * `kid` is authenticated data, so a ciphertext moved to another row does not
+ * decrypt.
+ *
+ * @example
+ * const stored = encryptPrivateKey(privateKey.export({ format: 'der', type: 'pkcs8' }), kid, config.jwt.secrets[0]);
+ */
+export function encryptPrivateKey(pkcs8: Buffer, kid: string, secret: string): string {
+  const salt = randomBytes(16);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', deriveKey(secret, salt), iv);
+  cipher.setAAD(Buffer.from(kid, 'utf8'));
+  const ciphertext = Buffer.concat([cipher.update(pkcs8), cipher.final()]);
+  return [VERSION, salt, iv, cipher.getAuthTag(), ciphertext].map((part) => (typeof part === 'string' ? part : part.toString('base64url'))).join('.');
+}
+
+/** Tries every secret in order; throws {@link KeyDecryptionError} when none opens it. Returns the PKCS#8 DER. */
+export function decryptPrivateKey(stored: string, kid: string, secrets: readonly string[]): Buffer {
+  const parts = stored.split('.');
+  if (parts.length !== 5 || parts[0] !== VERSION) throw new KeyDecryptionError(kid);
+  const [salt, iv, tag, ciphertext] = parts.slice(1).map((p) => Buffer.from(p, 'base64url')) as [Buffer, Buffer, Buffer, Buffer];
+  for (const secret of secrets) {
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', deriveKey(secret, salt), iv);
+      decipher.setAAD(Buffer.from(kid, 'utf8'));
+      decipher.setAuthTag(tag);
+      return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    } catch {
+      // Not this secret (GCM tag mismatch): try the next one.
+    }
+  }
+  throw new KeyDecryptionError(kid);
+}
