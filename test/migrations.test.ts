@@ -236,7 +236,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         await migrateUp(database, { migrations: [...migrations, halfWay(true)] }).catch((err: Error) => (error = err));
         expect(error?.message).to.match(/9999-half-way/);
         expect(await recorded(database)).to.deep.equal(ALL);
-        expect(await appTables(qi)).to.deep.equal(['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'users']);
+        expect(await appTables(qi)).to.deep.equal(['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users']);
       });
 
       it('undo a failed down step too: the table it dropped is back and the migration stays recorded', async () => {
