@@ -4,11 +4,11 @@
  * JWT_ALGORITHM for add and rotate; never SESSION_SECRET.
  */
 import { systemClock } from '../clock.js';
-import { loadDatabaseUrl, loadKeySetSettings, readEnvironment } from '../config.js';
-import { migrateUp } from '../migrations/runner.js';
-import { openDatabase, type Database } from '../models/database.js';
+import { loadKeySetSettings, readEnvironment } from '../config.js';
+import type { Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
 import { KeySetService, KeySetStore } from '../services/signing-keys.js';
+import { CliError, runCli } from './cli.js';
 
 const USAGE = `usage: npm run keys -- <command>
   list          kid, algorithm, state, created
@@ -19,8 +19,6 @@ const USAGE = `usage: npm run keys -- <command>
 
 const CLI_ACTOR = { ip: null, userAgent: 'keys-cli' } as const;
 
-class UsageError extends Error {}
-
 async function run(db: Database, args: string[], out: (line: string) => void): Promise<void> {
   const [command, ...rest] = args;
   const env = readEnvironment();
@@ -29,7 +27,7 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
   const day = (d: Date | null) => d?.toISOString() ?? '-';
   switch (command) {
     case 'list': {
-      if (rest.length) throw new UsageError(USAGE);
+      if (rest.length) throw new CliError(USAGE, 2);
       out(['kid', 'alg', 'state', 'created', 'verifies until'].join('\t'));
       for (const k of await keys.list()) {
         const until = k.state === 'previous' ? day(k.verifyUntil) : k.state === 'revoked' ? `revoked ${day(k.revokedAt)}` : '-';
@@ -38,56 +36,31 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
       return;
     }
     case 'add': {
-      if (rest.length) throw new UsageError(USAGE);
+      if (rest.length) throw new CliError(USAGE, 2);
       out(`added ${await keys.add(CLI_ACTOR)} (next: published now, signs after \`rotate\`)`);
       return;
     }
     case 'rotate': {
-      if (rest.length) throw new UsageError(USAGE);
+      if (rest.length) throw new CliError(USAGE, 2);
       const { current, previous } = await keys.rotate(CLI_ACTOR);
       out(`current ${current}${previous ? `; previous ${previous} verifies its tokens until they expire` : ''}`);
       return;
     }
     case 'revoke': {
       const [kid] = rest;
-      if (!kid || rest.length !== 1) throw new UsageError(USAGE);
+      if (!kid || rest.length !== 1) throw new CliError(USAGE, 2);
       const outcome = await keys.revoke(kid, CLI_ACTOR);
       out(outcome.changed ? `revoked ${kid}${outcome.current ? `; current now ${outcome.current}` : ''}` : `${kid} was revoked already (no change)`);
       return;
     }
     case 'reencrypt': {
-      if (rest.length) throw new UsageError(USAGE);
+      if (rest.length) throw new CliError(USAGE, 2);
       out(`re-encrypted ${await keys.reencrypt(CLI_ACTOR)} private key(s) under the first JWT_SECRET_KEY`);
       return;
     }
     default:
-      throw new UsageError(USAGE);
+      throw new CliError(USAGE, 2);
   }
 }
 
-async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
-    process.stdout.write(`${USAGE}\n`);
-    return args.length === 0 ? 2 : 0;
-  }
-  let db: Database | undefined;
-  try {
-    db = await openDatabase(loadDatabaseUrl(readEnvironment()));
-    await migrateUp(db);
-    await run(db, args, (line) => process.stdout.write(`${line}\n`));
-    return 0;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n`);
-      return 2;
-    }
-    // ConfigError, KeySetError, KeyDecryptionError and database errors alike: one line, no stack.
-    process.stderr.write(`error: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
-    await db?.close();
-  }
-}
-
-main().then((code) => process.exit(code));
+runCli(USAGE, run);

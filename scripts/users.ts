@@ -4,12 +4,11 @@
  * Passwords are read from stdin (a pipe, or a prompt that does not echo).
  */
 import { read } from 'read';
+import { CliError, runCli } from './cli.js';
 import { systemClock } from '../clock.js';
-import { ConfigError, loadDatabaseUrl, readEnvironment } from '../config.js';
-import { migrateUp } from '../migrations/runner.js';
-import { openDatabase, type Database } from '../models/database.js';
+import type { Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
-import { InvalidRoleError, UnknownUserError } from '../errors.js';
+import { InvalidRoleError } from '../errors.js';
 import { ROLE_PATTERN, UserAdmin } from '../services/user-admin.js';
 import { UserService } from '../services/users.js';
 import { RevocationService } from '../services/revocation.js';
@@ -22,13 +21,6 @@ const USAGE = `usage: npm run users -- <command>
   enable <username>
   grant <username> <role>
   revoke <username> <role>`;
-
-/** A failure to report in one line with a non-zero exit code. */
-class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
-    super(message);
-  }
-}
 
 const CLI_ACTOR = { ip: null, userAgent: 'users-cli' } as const;
 /** Revocations must outlive any token; the CLI does not know JWT_EXPIRES_IN, so it keeps them a day. */
@@ -103,32 +95,4 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
   }
 }
 
-async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
-    process.stdout.write(`${USAGE}\n`);
-    return args.length === 0 ? 2 : 0;
-  }
-  let db: Database | undefined;
-  try {
-    db = await openDatabase(loadDatabaseUrl(readEnvironment()));
-    await migrateUp(db);
-    await run(db, args, (line) => process.stdout.write(`${line}\n`));
-    return 0;
-  } catch (err) {
-    if (err instanceof CliError) {
-      process.stderr.write(`${err.message}\n`);
-      return err.exitCode;
-    }
-    if (err instanceof ConfigError || err instanceof UnknownUserError || err instanceof InvalidRoleError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`error: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
-    await db?.close();
-  }
-}
-
-main().then((code) => process.exit(code));
+runCli(USAGE, run);

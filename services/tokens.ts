@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
@@ -190,22 +190,31 @@ export class TokenService {
   private verifySignedByOneOfOurKeys(token: string, nowSeconds: number): jwt.Jwt {
     const keys = this.settings.verifyKeys;
     for (let i = 0; ; i += 1) {
-      try {
-        return jwt.verify(token, keys[i]!, {
-          algorithms: ['HS256'],
-          issuer: this.settings.issuer,
-          audience: this.settings.audience,
-          clockTolerance: this.settings.clockToleranceSeconds,
-          clockTimestamp: nowSeconds,
-          complete: true,
-        });
-      } catch (err) {
-        const wrongKey = err instanceof jwt.JsonWebTokenError && err.message === 'invalid signature';
-        if (wrongKey && i + 1 < keys.length) continue;
-        if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
-        if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
-        throw BearerError.invalid('The token signature or claims are invalid');
-      }
+      const decoded = this.jwtVerify(token, keys[i]!, 'HS256', nowSeconds, i + 1 < keys.length);
+      if (decoded) return decoded;
+    }
+  }
+
+  /**
+   * jsonwebtoken's verify with our issuer, audience and clock, its failures
+   * mapped to `invalid_token`. With `nextKeyToTry`, a wrong signature is
+   * `null` (try the next key) instead of a failure.
+   */
+  private jwtVerify(token: string, key: KeyObject, algorithm: jwt.Algorithm, nowSeconds: number, nextKeyToTry = false): jwt.Jwt | null {
+    try {
+      return jwt.verify(token, key, {
+        algorithms: [algorithm],
+        issuer: this.settings.issuer,
+        audience: this.settings.audience,
+        clockTolerance: this.settings.clockToleranceSeconds,
+        clockTimestamp: nowSeconds,
+        complete: true,
+      });
+    } catch (err) {
+      if (nextKeyToTry && err instanceof jwt.JsonWebTokenError && err.message === 'invalid signature') return null;
+      if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
+      if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
+      throw BearerError.invalid('The token signature or claims are invalid');
     }
   }
 
@@ -234,21 +243,7 @@ export class TokenService {
     if (typeof h.kid !== 'string' || !KID_SHAPE.test(h.kid)) throw BearerError.invalid('The token signing key is not accepted');
     const publicKey = keys.verifier(h.kid);
     if (!publicKey) throw new UnknownKeyIdError();
-    let decoded: jwt.Jwt;
-    try {
-      decoded = jwt.verify(token, publicKey, {
-        algorithms: [keys.algorithm],
-        issuer: this.settings.issuer,
-        audience: this.settings.audience,
-        clockTolerance: this.settings.clockToleranceSeconds,
-        clockTimestamp: nowSeconds,
-        complete: true,
-      });
-    } catch (err) {
-      if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
-      if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
-      throw BearerError.invalid('The token signature or claims are invalid');
-    }
+    const decoded = this.jwtVerify(token, publicKey, keys.algorithm, nowSeconds)!;
     return { claims: this.checkedClaims(decoded.payload), kid: h.kid };
   }
 
