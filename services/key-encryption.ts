@@ -3,6 +3,7 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 /** Format tag of the stored ciphertext: `v1.<salt>.<iv>.<tag>.<ciphertext>`, each base64url. */
 const VERSION = 'v1';
 const INFO = 'token-bridge signing key encryption v1';
+const AUTH_TAG_BYTES = 16;
 
 /** A stored private key that none of the JWT_SECRET_KEY entries decrypts. */
 export class KeyDecryptionError extends Error {
@@ -39,9 +40,11 @@ export function decryptPrivateKey(stored: string, kid: string, secrets: readonly
   const parts = stored.split('.');
   if (parts.length !== 5 || parts[0] !== VERSION) throw new KeyDecryptionError(kid);
   const [salt, iv, tag, ciphertext] = parts.slice(1).map((p) => Buffer.from(p, 'base64url')) as [Buffer, Buffer, Buffer, Buffer];
+  // A shorter tag would be accepted by Node's GCM unless its length is fixed: a forged row could pass with a guessed 4-byte tag.
+  if (tag.length !== AUTH_TAG_BYTES || iv.length !== 12) throw new KeyDecryptionError(kid);
   for (const secret of secrets) {
     try {
-      const decipher = createDecipheriv('aes-256-gcm', deriveKey(secret, salt), iv);
+      const decipher = createDecipheriv('aes-256-gcm', deriveKey(secret, salt), iv, { authTagLength: AUTH_TAG_BYTES });
       decipher.setAAD(Buffer.from(kid, 'utf8'));
       decipher.setAuthTag(tag);
       return Buffer.concat([decipher.update(ciphertext), decipher.final()]);

@@ -231,3 +231,16 @@ describe('npm run keys and JWT_SECRET_KEY changes (ES256)', function () {
     }
   });
 });
+
+describe('private key encryption at rest', () => {
+  it('refuses a stored key whose GCM tag was cut short (a forgery with a guessable tag)', async () => {
+    const { encryptPrivateKey, decryptPrivateKey, KeyDecryptionError } = await import('../services/key-encryption.js');
+    const secret = 'a-secret-of-at-least-32-bytes-0123456789';
+    const stored = encryptPrivateKey(Buffer.from('pkcs8 bytes'), 'kid-1', secret);
+    expect(decryptPrivateKey(stored, 'kid-1', [secret]).toString()).to.equal('pkcs8 bytes');
+    const parts = stored.split('.');
+    parts[3] = Buffer.from(parts[3]!, 'base64url').subarray(0, 4).toString('base64url');
+    expect(() => decryptPrivateKey(parts.join('.'), 'kid-1', [secret])).to.throw(KeyDecryptionError);
+    expect(() => decryptPrivateKey(stored, 'kid-2', [secret]), 'moved to another row').to.throw(KeyDecryptionError);
+  });
+});
