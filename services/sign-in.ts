@@ -52,7 +52,7 @@ export class SignInService {
     verify: () => Promise<PublicUser | false>;
     startSession: StartSession;
   }): Promise<SignInOutcome> {
-    const { users, throttle, audit } = this.deps;
+    const { throttle, audit } = this.deps;
     const { username, actor } = input;
     const guarded = await throttle.guardPasswordCheck(usernameKey(username), actor.ip ?? 'unknown', input.verify, (user) => !user);
     if (!guarded.allowed) {
@@ -61,9 +61,8 @@ export class SignInService {
     }
     const user = guarded.result;
     if (!user) {
-      const known = await users.findByUsername(username);
-      // The typed name is recorded only when it is a real account: people type passwords into the name field.
-      await audit.record('sign_in_failed', { ...actor, userId: known?.id ?? null, username: known?.username ?? null }, known ? null : 'unknown account');
+      const known = await this.knownActor(actor, username);
+      await audit.record('sign_in_failed', known, known.userId === null ? 'unknown account' : null);
       return { status: 'invalid' };
     }
     await input.startSession(user);
@@ -133,6 +132,7 @@ export class SignInService {
     return { status: 'changed', user: result.user };
   }
 
+  /** The actor with the account the typed name belongs to; the typed name itself is never recorded (people type passwords into the name field). */
   private async knownActor(actor: Actor, username: string) {
     const known = await this.deps.users.findByUsername(username);
     return { ...actor, userId: known?.id ?? null, username: known?.username ?? null };

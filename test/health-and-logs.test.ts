@@ -33,6 +33,16 @@ function captureLines() {
   };
 }
 
+/** The real app on a fresh in-memory database, logging at `level` into a capture. */
+async function loggedApp(level: 'info' | 'warn') {
+  const config = testConfig();
+  const database = await openDatabase(config.databaseUrl);
+  await migrateUp(database);
+  const captured = captureLines();
+  const server = createServer(createApp({ config, database, logger: createLogger(level, captured.stream) }));
+  return { config, database, captured, server };
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const ALLOWED_ERROR_KEYS = ['type', 'message', 'code', 'stack'];
 
@@ -88,12 +98,7 @@ describe('request logs', () => {
   let captured: ReturnType<typeof captureLines>;
 
   before(async () => {
-    const config = testConfig();
-    database = await openDatabase(config.databaseUrl);
-    await migrateUp(database);
-    captured = captureLines();
-    const app = createApp({ config, database, logger: createLogger('info', captured.stream) });
-    server = createServer(app);
+    ({ database, captured, server } = await loggedApp('info'));
   });
   after(() => database.close());
 
@@ -167,11 +172,9 @@ describe('request logs at LOG_LEVEL=warn', () => {
   let token: string;
 
   before(async () => {
-    const config = testConfig();
-    const database = await openDatabase(config.databaseUrl);
-    await migrateUp(database);
-    captured = captureLines();
-    server = createServer(createApp({ config, database, logger: createLogger('warn', captured.stream) }));
+    const logged = await loggedApp('warn');
+    ({ captured, server } = logged);
+    const { config, database } = logged;
     token = new TokenService(config.jwt, Date.now).mint({ id: 7, username: 'nobody', roles: [], disabled: false, createdAt: new Date(0), tokensValidAfter: null }, 'sid-x').token;
     await database.close();
   });
@@ -212,11 +215,7 @@ describe('request ids', () => {
   let captured: ReturnType<typeof captureLines>;
 
   before(async () => {
-    const config = testConfig();
-    database = await openDatabase(config.databaseUrl);
-    await migrateUp(database);
-    captured = captureLines();
-    server = createServer(createApp({ config, database, logger: createLogger('info', captured.stream) }));
+    ({ database, captured, server } = await loggedApp('info'));
   });
   after(() => database.close());
 

@@ -12,15 +12,13 @@ export interface CliResult {
 }
 
 /**
- * Runs `node --import tsx scripts/users.ts <args>` (what `npm run users --` runs)
- * against `databaseUrl`, with `stdin` piped in. The child gets only PATH, HOME,
- * DATABASE_URL and an ENV_FILE that does not exist: no signing secrets, and the
- * project's own `.env` is never read.
+ * Runs `node --import tsx <script> <args>` from the project folder with the
+ * environment `env`, `stdin` piped in; resolves with the exit code and output
+ * (the child is killed after `timeoutMs`).
  */
-export function runUsersCli(args: string[], options: { databaseUrl: string; stdin?: string; timeoutMs?: number }): Promise<CliResult> {
-  const env = cliEnv(options.databaseUrl);
-  const argv = ['--import', 'tsx', 'scripts/users.ts', ...args];
-  const child = spawn(process.execPath, argv, { cwd: projectRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
+function runScript(script: string, args: string[], options: { env: NodeJS.ProcessEnv; stdin?: string; timeoutMs?: number }): Promise<CliResult> {
+  const argv = ['--import', 'tsx', script, ...args];
+  const child = spawn(process.execPath, argv, { cwd: projectRoot, env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -38,26 +36,22 @@ export function runUsersCli(args: string[], options: { databaseUrl: string; stdi
 }
 
 /**
+ * Runs `node --import tsx scripts/users.ts <args>` (what `npm run users --` runs)
+ * against `databaseUrl`, with `stdin` piped in. The child gets only PATH, HOME,
+ * DATABASE_URL and an ENV_FILE that does not exist: no signing secrets, and the
+ * project's own `.env` is never read.
+ */
+export function runUsersCli(args: string[], options: { databaseUrl: string; stdin?: string; timeoutMs?: number }): Promise<CliResult> {
+  return runScript('scripts/users.ts', args, { ...options, env: cliEnv(options.databaseUrl) });
+}
+
+/**
  * Runs `node --import tsx scripts/keys.ts <args>` (what `npm run keys --`
  * runs) with only DATABASE_URL, the given `env` (JWT_SECRET_KEY,
  * JWT_ALGORITHM …) and what Node needs; never the project's `.env`.
  */
 export function runKeysCli(args: string[], options: { databaseUrl: string; env: Record<string, string>; timeoutMs?: number }): Promise<CliResult> {
-  const env = { ...cliEnv(options.databaseUrl), ...options.env };
-  const argv = ['--import', 'tsx', 'scripts/keys.ts', ...args];
-  const child = spawn(process.execPath, argv, { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, argv: [process.execPath, ...argv] });
-    });
-  });
+  return runScript('scripts/keys.ts', args, { timeoutMs: options.timeoutMs, env: { ...cliEnv(options.databaseUrl), ...options.env } });
 }
 
 function cliEnv(databaseUrl: string): NodeJS.ProcessEnv {
