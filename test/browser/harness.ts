@@ -133,6 +133,19 @@ export function writeArtifact(name: string, content: string): void {
   writeFileSync(path.join(ARTIFACTS, name), content);
 }
 
+/**
+ * The focused element's id once a freshly loaded page has applied its
+ * autofocus (browsers run it at a later rendering step than the load event),
+ * waiting up to 3 s for `expected`; whatever has focus then is returned for the
+ * assertion.
+ */
+export async function focusAfterLoad(page: Page, expected: string): Promise<string> {
+  await page
+    .waitForFunction(`document.activeElement !== null && document.activeElement.id === ${JSON.stringify(expected)}`, undefined, { timeout: 3_000 })
+    .catch(() => undefined);
+  return focusedId(page);
+}
+
 /** The id (or tag name) of the focused element. */
 export function focusedId(page: Page): Promise<string> {
   return page.evaluate<string>('document.activeElement ? (document.activeElement.id || document.activeElement.tagName.toLowerCase()) : ""');

@@ -6,6 +6,7 @@ import {
   type ChromiumHandle,
   expectNoProblems,
   fillByLabel,
+  focusAfterLoad,
   focusedId,
   focusIsVisible,
   launchChromium,
@@ -137,7 +138,7 @@ describe('browser: from sign-in to an API call', function () {
       expect(await summary.innerText()).to.equal('Invalid username or password');
       expect(await summary.getAttribute('role')).to.equal('alert');
       expect(await summary.getAttribute('aria-live')).to.equal('assertive');
-      expect(await focusedId(page), 'focus moves to the error summary').to.equal('form-errors');
+      expect(await focusAfterLoad(page, 'form-errors'), 'focus moves to the error summary').to.equal('form-errors');
       expect(await focusIsVisible(page)).to.equal(true);
       expect(await page.getByLabel('Username', { exact: true }).inputValue()).to.equal(username);
       expect(await page.getByLabel('Password', { exact: true }).inputValue()).to.equal('');
@@ -166,7 +167,7 @@ describe('browser: from sign-in to an API call', function () {
       expect(await focusIsVisible(page)).to.equal(true);
       await page.keyboard.press('Enter');
       await page.waitForURL(url('/auth/login'));
-      expect(await focusedId(page), 'the username field has focus on arrival').to.equal('username');
+      expect(await focusAfterLoad(page, 'username'), 'the username field has focus on arrival').to.equal('username');
       expect(await focusIsVisible(page)).to.equal(true);
       await page.keyboard.type(username);
       await page.keyboard.press('Tab');
@@ -208,7 +209,7 @@ describe('browser: from sign-in to an API call', function () {
       await fillByLabel(page, { 'Current password': 'not my password', 'New password': next, 'Repeat the new password': next });
       await page.getByRole('button', { name: 'Change password' }).click();
       await page.locator('#current-error').waitFor();
-      expect(await focusedId(page)).to.equal('form-errors');
+      expect(await focusAfterLoad(page, 'form-errors')).to.equal('form-errors');
       expect(await page.locator('#form-errors').innerText()).to.contain('Your password was not changed');
       expect(await page.getByLabel('Current password').getAttribute('aria-invalid')).to.equal('true');
       // The summary links to the field with the problem.
@@ -240,7 +241,7 @@ describe('browser: from sign-in to an API call', function () {
       await page.goto(url('/auth/login'));
       await signIn(page, username, 'not the right password');
       await page.locator('#form-errors').getByText('Invalid username or password').waitFor();
-      expect(await focusedId(page), 'autofocus alone moves focus to the error summary').to.equal('form-errors');
+      expect(await focusAfterLoad(page, 'form-errors'), 'autofocus alone moves focus to the error summary').to.equal('form-errors');
 
       await page.goto(url('/auth/register?returnTo=%2Ftoken'));
       expect(await page.getByText('12 to 128 characters long').isVisible()).to.equal(true);
