@@ -16,8 +16,10 @@ import { accountRoutes } from './routes/account.js';
 import { registerApiRoutes } from './routes/api.js';
 import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
+import { introspectRoute } from './routes/introspect.js';
 import { pageRoutes } from './routes/pages.js';
 import { wellKnownRoutes } from './routes/well-known.js';
+import { ApiClientService } from './services/api-clients.js';
 import { AuditLog } from './services/audit-log.js';
 import { RevocationService } from './services/revocation.js';
 import { DatabaseSessionStore } from './services/session-store.js';
@@ -94,6 +96,11 @@ export function createApp({ config, database, logger, clock = systemClock, signi
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
+
+  // Introspection (RFC 7662) is for other services: HTTP Basic client credentials and a form body, no session or CSRF.
+  const clients = new ApiClientService({ clients: database.apiClients, audit, clock });
+  const introspectBody = express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 10 });
+  app.post('/auth/introspect', jsonHeaders, introspectBody, introspectRoute({ tokens, access: tokenAccess, clients, throttle }));
 
   app.use(healthRoutes({ database }));
   app.use(wellKnownRoutes({ headers: jsonHeaders, ...(keys ? { keys } : {}) }));

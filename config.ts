@@ -58,6 +58,9 @@ export interface Config {
     readonly ipWindowMs: number;
     readonly registerMax: number;
     readonly registerWindowMs: number;
+    /** Failed API-client authentications (`POST /auth/introspect`) per address before it is blocked. */
+    readonly clientMax: number;
+    readonly clientWindowMs: number;
   };
   /** How long a token's session/user check may be answered from the in-process cache (revocation bound). */
   readonly revocationCacheTtlMs: number;
@@ -176,6 +179,8 @@ const schema = z.object({
   LOGIN_IP_WINDOW: duration('LOGIN_IP_WINDOW', '15m'),
   REGISTER_IP_MAX: count('50'),
   REGISTER_IP_WINDOW: duration('REGISTER_IP_WINDOW', '1h'),
+  INTROSPECT_IP_MAX_FAILURES: count('50'),
+  INTROSPECT_IP_WINDOW: duration('INTROSPECT_IP_WINDOW', '15m'),
   REVOCATION_CACHE_TTL: z
     .string()
     .default('2000')
@@ -370,6 +375,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ipWindowMs: e.LOGIN_IP_WINDOW,
       registerMax: e.REGISTER_IP_MAX,
       registerWindowMs: e.REGISTER_IP_WINDOW,
+      clientMax: e.INTROSPECT_IP_MAX_FAILURES,
+      clientWindowMs: e.INTROSPECT_IP_WINDOW,
     }),
     revocationCacheTtlMs: e.REVOCATION_CACHE_TTL,
     auditRetentionMs: e.AUDIT_RETENTION,

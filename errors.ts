@@ -110,6 +110,24 @@ export class BearerError extends AppError {
   }
 }
 
+/** Missing or wrong API-client credentials at `POST /auth/introspect` (RFC 6749 section 5.2's `invalid_client`). */
+export class ClientAuthError extends AppError {
+  override name = 'ClientAuthError';
+  constructor() {
+    super('INVALID_CLIENT', 401, 'Client authentication failed: send the client_id and client_secret from `npm run clients` with HTTP Basic.', {
+      'WWW-Authenticate': 'Basic realm="introspect"',
+    });
+  }
+}
+
+/** Too many failures from this address; `Retry-After` says when to try again. */
+export class TooManyRequestsError extends AppError {
+  override name = 'TooManyRequestsError';
+  constructor(retryAfterSeconds: number) {
+    super('TOO_MANY_REQUESTS', 429, 'Too many failed attempts from your address: try again later.', { 'Retry-After': String(retryAfterSeconds) });
+  }
+}
+
 /** The database could not be reached; the client may retry. */
 export class ServiceUnavailableError extends AppError {
   override name = 'ServiceUnavailableError';

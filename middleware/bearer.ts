@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { BearerError } from '../errors.js';
-import type { TokenAccess } from '../services/token-access.js';
+import { acceptToken, type TokenAccess } from '../services/token-access.js';
 import type { TokenService } from '../services/tokens.js';
 
 /** `Bearer <b64token>` (RFC 6750 section 2.1); the scheme is case-insensitive. */
@@ -17,17 +17,13 @@ export function bearerAuth(deps: { tokens: TokenService; access: TokenAccess }):
     // Node keeps the first of repeated Authorization lines and drops the rest; a proxy may keep the last.
     const match = header && authorizationLines(req) === 1 ? BEARER_HEADER.exec(header) : null;
     if (!match) throw BearerError.missing();
-    // HS256 answers synchronously; ES256/RS256 may first reload the key set (see TokenService.verifyCurrent).
-    const verified = deps.tokens.verifyCurrent(match[1]!);
-    const claims = verified instanceof Promise ? await verified : verified;
-    const user = await deps.access.check(claims);
-    req.principal = { user, claims };
+    req.principal = await acceptToken(deps.tokens, deps.access, match[1]!);
     next();
   };
 }
 
 /** How many Authorization field lines the request carried (RFC 9110 allows one). */
-function authorizationLines(req: Request): number {
+export function authorizationLines(req: Request): number {
   let count = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     if (req.rawHeaders[i]!.toLowerCase() === 'authorization') count += 1;

@@ -37,7 +37,7 @@ export function describeError(err: unknown): AppError {
 export function wantsJson(req: Request): boolean {
   // Express matches mounts and routes case-insensitively, so /API/me is an API request too.
   const path = (req.originalUrl.split('?')[0] ?? '').toLowerCase();
-  if (path === '/api' || path.startsWith('/api/') || path === '/auth/token') return true;
+  if (path === '/api' || path.startsWith('/api/') || path === '/auth/token' || path === '/auth/introspect') return true;
   return req.accepts(['html', 'json']) === 'json';
 }
 

@@ -3,6 +3,7 @@ import * as createUsers from './0001-create-users.js';
 import * as createSessions from './0002-create-sessions.js';
 import * as accountSecurity from './0003-account-security.js';
 import * as signingKeys from './0004-signing-keys.js';
+import * as apiClients from './0005-api-clients.js';
 
 /**
  * Every migration in order. Listed here rather than globbed so the same list
@@ -13,4 +14,5 @@ export const migrations: ReadonlyArray<{ name: string; up: Migration; down: Migr
   { name: '0002-create-sessions', ...createSessions },
   { name: '0003-account-security', ...accountSecurity },
   { name: '0004-signing-keys', ...signingKeys },
+  { name: '0005-api-clients', ...apiClients },
 ];

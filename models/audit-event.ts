@@ -28,6 +28,8 @@ export const AUDIT_EVENTS = [
   'key_rotated',
   'key_revoked',
   'keys_reencrypted',
+  'client_created',
+  'client_deleted',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

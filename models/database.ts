@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { ConnectionError, QueryTypes, Sequelize, TimeoutError, Transaction, type Options } from 'sequelize';
 import { projectRoot } from '../paths.js';
+import { defineApiClient, type ApiClientModel } from './api-client.js';
 import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
 import { defineSessionRevocation, type SessionRevocationModel } from './session-revocation.js';
@@ -17,6 +18,8 @@ export interface Database {
   readonly sessionRevocations: SessionRevocationModel;
   /** The ES256/RS256 key set (services/signing-keys.ts). */
   readonly signingKeys: SigningKeyModel;
+  /** Clients of the introspection endpoint (services/api-clients.ts). */
+  readonly apiClients: ApiClientModel;
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * The stored data of one session, or null: the one query on every signed-in
@@ -129,6 +132,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const auditEvents = defineAuditEvent(sequelize);
   const sessionRevocations = defineSessionRevocation(sequelize);
   const signingKeys = defineSigningKey(sequelize);
+  const apiClients = defineApiClient(sequelize);
   return {
     url,
     sequelize,
@@ -137,6 +141,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     auditEvents,
     sessionRevocations,
     signingKeys,
+    apiClients,
     dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
     readSessionData: sessionDataReader(sequelize),
     insertRows: rowInserter(sequelize),

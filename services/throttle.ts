@@ -112,6 +112,21 @@ export class Throttle {
     await this.store.add(`register_ip:${ip}`, -1, this.settings.registerWindowMs);
   }
 
+  /**
+   * May this address try to authenticate as an API client now? Blocked after
+   * `clientMax` failures in `clientWindow`, the right secret included. A
+   * check-then-count (no slots in flight): a client secret has 256 bits, so
+   * this bounds load and noise, not guessing odds.
+   */
+  async checkClient(ip: string): Promise<ThrottleVerdict> {
+    return verdict(await this.store.get(`client_ip:${ip}`), this.settings.clientMax);
+  }
+
+  /** One more failed client authentication from the address. */
+  async clientFailed(ip: string): Promise<void> {
+    await this.store.add(`client_ip:${ip}`, 1, this.settings.clientWindowMs);
+  }
+
   private loginBudgets(accountKey: string, ip: string): [Budget, Budget] {
     const { accountMax, accountWindowMs, ipMax, ipWindowMs } = this.settings;
     return [

@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
 import { BearerError } from '../errors.js';
 import type { SessionService } from './sessions.js';
-import type { AccessTokenClaims } from './tokens.js';
+import type { AccessTokenClaims, TokenService } from './tokens.js';
 import type { PublicUser, UserService } from './users.js';
 
 /**
@@ -60,4 +60,23 @@ export class TokenAccess {
     // Revocations are rare: forgetting every cached session status is simpler than tracking ids.
     this.revokedCache?.clear();
   }
+}
+
+/** A token that passed every check, with the current state of its user. */
+export interface AcceptedToken {
+  user: PublicUser;
+  claims: AccessTokenClaims;
+}
+
+/**
+ * The one sequence that decides whether a bearer token is accepted, shared by
+ * `/api` and introspection: signature, header and claims ({@link TokenService}),
+ * then the user's and the session's current state ({@link TokenAccess}).
+ * Throws a BearerError (`invalid_token`) when it is not.
+ */
+export async function acceptToken(tokens: TokenService, access: TokenAccess, token: string): Promise<AcceptedToken> {
+  // HS256 answers synchronously; ES256/RS256 may first reload the key set (see TokenService.verifyCurrent).
+  const verified = tokens.verifyCurrent(token);
+  const claims = verified instanceof Promise ? await verified : verified;
+  return { user: await access.check(claims), claims };
 }

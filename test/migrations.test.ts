@@ -157,6 +157,7 @@ describe('migrations (umzug)', () => {
     expect(await appTables(qi)).to.deep.equal([]);
     // Each step removed exactly its own tables: something, and nothing of the earlier migrations.
     expect(byStep).to.deep.equal([
+      ['api_clients', 'audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users'],
       ['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users'],
       ['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'users'],
       ['sessions', 'users'],
@@ -236,7 +237,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         await migrateUp(database, { migrations: [...migrations, halfWay(true)] }).catch((err: Error) => (error = err));
         expect(error?.message).to.match(/9999-half-way/);
         expect(await recorded(database)).to.deep.equal(ALL);
-        expect(await appTables(qi)).to.deep.equal(['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users']);
+        expect(await appTables(qi)).to.deep.equal(['api_clients', 'audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users']);
       });
 
       it('undo a failed down step too: the table it dropped is back and the migration stays recorded', async () => {
@@ -250,7 +251,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         };
         let error: Error | undefined;
         await createMigrator(database, [...migrations.slice(0, -1), failingDown]).down().catch((err: Error) => (error = err));
-        expect(error?.message).to.match(/0004-signing-keys/);
+        expect(error?.message).to.include(migrations.at(-1)!.name);
         expect(await appTables(qi)).to.include('session_revocations');
         expect(await recorded(database)).to.deep.equal(ALL);
       });

@@ -54,6 +54,11 @@ export function runKeysCli(args: string[], options: { databaseUrl: string; env: 
   return runScript('scripts/keys.ts', args, { timeoutMs: options.timeoutMs, env: { ...cliEnv(options.databaseUrl), ...options.env } });
 }
 
+/** Runs `node --import tsx scripts/clients.ts <args>` (what `npm run clients --` runs) with only DATABASE_URL and what Node needs. */
+export function runClientsCli(args: string[], options: { databaseUrl: string; timeoutMs?: number }): Promise<CliResult> {
+  return runScript('scripts/clients.ts', args, { timeoutMs: options.timeoutMs, env: cliEnv(options.databaseUrl) });
+}
+
 function cliEnv(databaseUrl: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     DATABASE_URL: databaseUrl,
