@@ -4,6 +4,7 @@ import * as createSessions from './0002-create-sessions.js';
 import * as accountSecurity from './0003-account-security.js';
 import * as signingKeys from './0004-signing-keys.js';
 import * as apiClients from './0005-api-clients.js';
+import * as twoFactor from './0006-two-factor-and-resets.js';
 
 /**
  * Every migration in order. Listed here rather than globbed so the same list
@@ -15,4 +16,5 @@ export const migrations: ReadonlyArray<{ name: string; up: Migration; down: Migr
   { name: '0003-account-security', ...accountSecurity },
   { name: '0004-signing-keys', ...signingKeys },
   { name: '0005-api-clients', ...apiClients },
+  { name: '0006-two-factor-and-resets', ...twoFactor },
 ];

@@ -6,6 +6,7 @@ import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
 import { defineSessionRevocation, type SessionRevocationModel } from './session-revocation.js';
 import { defineSigningKey, type SigningKeyModel } from './signing-key.js';
+import { definePasswordReset, defineRecoveryCode, defineTotpCredential, type PasswordResetModel, type RecoveryCodeModel, type TotpCredentialModel } from './two-factor.js';
 import { defineUser, type UserModel } from './user.js';
 
 export interface Database {
@@ -20,6 +21,10 @@ export interface Database {
   readonly signingKeys: SigningKeyModel;
   /** Clients of the introspection endpoint (services/api-clients.ts). */
   readonly apiClients: ApiClientModel;
+  /** Two-factor authentication and account recovery (services/two-factor.ts, services/password-reset.ts). */
+  readonly totpCredentials: TotpCredentialModel;
+  readonly recoveryCodes: RecoveryCodeModel;
+  readonly passwordResets: PasswordResetModel;
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * The stored data of one session, or null: the one query on every signed-in
@@ -133,6 +138,9 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const sessionRevocations = defineSessionRevocation(sequelize);
   const signingKeys = defineSigningKey(sequelize);
   const apiClients = defineApiClient(sequelize);
+  const totpCredentials = defineTotpCredential(sequelize);
+  const recoveryCodes = defineRecoveryCode(sequelize);
+  const passwordResets = definePasswordReset(sequelize);
   return {
     url,
     sequelize,
@@ -142,6 +150,9 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     sessionRevocations,
     signingKeys,
     apiClients,
+    totpCredentials,
+    recoveryCodes,
+    passwordResets,
     dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
     readSessionData: sessionDataReader(sequelize),
     insertRows: rowInserter(sequelize),
