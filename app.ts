@@ -118,7 +118,7 @@ export function createApp({ config, database, logger, clock = systemClock, signi
     next();
   });
 
-  app.use(pageRoutes({ config, tokens, audit, clock }));
+  app.use(pageRoutes({ config, tokens, audit, clock, keys }));
   app.use('/auth', authRoutes({ config, passport, csrf, signIn, revocation, clock }));
   app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, clock }));
 

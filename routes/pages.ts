@@ -2,6 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { AuditLog } from '../services/audit-log.js';
+import { publicJwk, type SigningKeys } from '../services/signing-keys.js';
 import type { AccessTokenClaims, TokenService } from '../services/tokens.js';
 import { auditActor } from './audit-actor.js';
 
@@ -13,11 +14,24 @@ export function requireSignedInPage(req: Request, res: Response, next: NextFunct
 
 export interface PageRouteDeps {
   clock: Clock;
-  /** `publicUrl` builds the token page's curl line (never the request's Host header, which the client chooses). */
+  /** `publicUrl` builds the token page's curl line and JWKS address (never the request's Host header, which the client chooses). */
   config: Pick<Config, 'publicUrl'>;
   tokens: TokenService;
   /** When given, a token minted by the token page is recorded like one from `GET /auth/token`. */
   audit: AuditLog;
+  /** The key set with ES256/RS256 (the token page shows the public key of the token's `kid`); undefined with HS256. */
+  keys?: SigningKeys;
+}
+
+/** The public key that verifies a token, as the token page shows it. */
+export interface VerificationKey {
+  kid: string;
+  alg: string;
+  /** The JWKS entry: public members only, pretty-printed. */
+  jwkJson: string;
+  /** SPKI (`-----BEGIN PUBLIC KEY-----`), without the final line break. */
+  pem: string;
+  jwksUrl: string;
 }
 
 /** One row of the token page's claim table. */
@@ -47,7 +61,8 @@ export function pageRoutes(deps: PageRouteDeps): Router {
     const [header, payload] = minted.token
       .split('.')
       .slice(0, 2)
-      .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown);
+      .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown) as [{ alg: string; kid?: string }, Record<string, unknown>];
+    const key = deps.keys && header.kid ? verificationKey(deps.keys, header.kid, deps.config.publicUrl) : null;
     const nowSeconds = Math.floor(deps.clock() / 1000);
     res.render('token', {
       title: 'Your API token',
@@ -59,13 +74,32 @@ export function pageRoutes(deps: PageRouteDeps): Router {
       expiresInWords: durationInWords(minted.expiresIn),
       lifetimeWords: durationInWords(minted.claims.exp - minted.claims.iat),
       issuedWords: relativeInWords(minted.claims.iat - nowSeconds),
-      signature: signatureStatus(deps.tokens, minted.token),
-      claims: describeClaims(payload as Record<string, unknown>, nowSeconds),
+      signature: { ...signatureStatus(deps.tokens, minted.token), alg: header.alg, kid: header.kid ?? null },
+      key,
+      claims: describeClaims(payload, nowSeconds),
       origin: deps.config.publicUrl,
     });
   }
 
   return router;
+}
+
+/**
+ * The key the server itself verifies the token with, so the page shows the
+ * very key that checked it: public members only (a public `KeyObject` has no
+ * others, and {@link publicJwk} keeps only the listed ones). Null when the
+ * kid is not one that may verify.
+ */
+function verificationKey(keys: SigningKeys, kid: string, publicUrl: string): VerificationKey | null {
+  const publicKey = keys.verifier(kid);
+  if (!publicKey) return null;
+  return {
+    kid,
+    alg: keys.algorithm,
+    jwkJson: JSON.stringify(publicJwk(publicKey, kid, keys.algorithm), null, 2),
+    pem: String(publicKey.export({ type: 'spki', format: 'pem' })).trimEnd(),
+    jwksUrl: `${publicUrl}/.well-known/jwks.json`,
+  };
 }
 
 /** Checks the token the way the API will, so the page states what the server really concluded. */
