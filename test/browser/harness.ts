@@ -46,8 +46,8 @@ export interface LiveApp {
   stop(): Promise<void>;
 }
 
-/** The real app on a fresh in-memory database, listening on a free local port. */
-export async function startLiveApp(): Promise<LiveApp> {
+/** The real app on a fresh in-memory database, listening on a free local port; `env` overrides `.env.test` (not PUBLIC_URL). */
+export async function startLiveApp(env: Record<string, string> = {}): Promise<LiveApp> {
   // The port comes first, so the app can be told the address people reach it at (PUBLIC_URL:
   // links, the curl line) and a browser on localhost is on the app's own origin.
   const server = createServer({ maxHeaderSize: 96 * 1024 });
@@ -57,7 +57,7 @@ export async function startLiveApp(): Promise<LiveApp> {
   });
   const { port } = server.address() as AddressInfo;
   const base = `http://localhost:${port}`;
-  const t = await startTestApp({ env: { PUBLIC_URL: base } });
+  const t = await startTestApp({ env: { ...env, PUBLIC_URL: base } });
   server.on('request', t.app);
   return {
     t,

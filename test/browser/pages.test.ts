@@ -47,8 +47,9 @@ describe('browser: every page is accessible and photographed', function () {
     await live?.stop();
   });
 
-  /** Audits the page as it stands at phone and at desktop width, photographing it at each. */
-  async function check(name: string): Promise<void> {
+  /** Audits the page (by default this suite's window) as it stands at phone and at desktop width, photographing it at each. */
+  async function check(name: string, on: { page: Page; problems: string[] } = { page, problems }): Promise<void> {
+    const { page, problems } = on;
     const found: AxeViolation[] = [];
     const needsReview = new Set<string>();
     for (const [width, size] of [['phone', PHONE], ['desktop', DESKTOP]] as const) {
@@ -102,17 +103,37 @@ describe('browser: every page is accessible and photographed', function () {
     await check('register-errors');
   });
 
+  /** Creates an account through the form, which signs the window in and lands on home. */
+  async function register(on: Page, base: string, name: string): Promise<void> {
+    expect((await on.goto(`${base}/auth/register`))?.status()).to.equal(200);
+    await fillByLabel(on, { Username: name, Password: STRONG_PASSWORD, 'Repeat the password': STRONG_PASSWORD });
+    await on.getByRole('button', { name: 'Create account' }).click();
+    await on.waitForURL(`${base}/`);
+  }
+
   it('home, signed in', async () => {
-    await go('/auth/register');
-    await fillByLabel(page, { Username: username, Password: STRONG_PASSWORD, 'Repeat the password': STRONG_PASSWORD });
-    await page.getByRole('button', { name: 'Create account' }).click();
-    await page.waitForURL(`${live.base}/`);
+    await register(page, live.base, username);
     await check('home-signed-in');
   });
 
   it('token page', async () => {
     await go('/token');
     await check('token');
+  });
+
+  it('token page with ES256, showing the public key', async () => {
+    // Its own app and window: cookies ignore the port, so one window would mix the two apps' sessions.
+    const es256 = await startLiveApp({ JWT_ALGORITHM: 'ES256' });
+    const es256Window = await newContext(chromium.browser);
+    try {
+      await register(es256Window.page, es256.base, uniqueName('pages'));
+      expect((await es256Window.page.goto(`${es256.base}/token`))?.status()).to.equal(200);
+      await es256Window.page.getByRole('button', { name: 'Copy PEM' }).waitFor();
+      await check('token-es256', es256Window);
+    } finally {
+      await es256Window.context.close();
+      await es256.stop();
+    }
   });
 
   it('account page', async () => {
