@@ -18,6 +18,7 @@ import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { introspectRoute } from './routes/introspect.js';
 import { pageRoutes } from './routes/pages.js';
+import { requireSecondFactorEnrolment, twoFactorRoutes } from './routes/two-factor.js';
 import { wellKnownRoutes } from './routes/well-known.js';
 import { ApiClientService } from './services/api-clients.js';
 import { AuditLog } from './services/audit-log.js';
@@ -30,6 +31,7 @@ import { Throttle } from './services/throttle.js';
 import { CounterStore } from './services/throttle-store.js';
 import { TokenAccess } from './services/token-access.js';
 import { TokenService } from './services/tokens.js';
+import { TwoFactorService } from './services/two-factor.js';
 import { UserAdmin } from './services/user-admin.js';
 import { UserService } from './services/users.js';
 
@@ -69,7 +71,8 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   const admin = new UserAdmin(database.users, clock);
   const revocation = new RevocationService({ sessions, users, admin, audit, tokenAccess });
   const throttle = new Throttle(new CounterStore(database.sequelize, clock), config.throttle);
-  const signIn = new SignInService({ users, throttle, audit, revocation });
+  const twoFactor = new TwoFactorService({ database, secrets: config.jwt.secrets, issuer: config.jwt.issuer, clock });
+  const signIn = new SignInService({ users, throttle, audit, revocation, twoFactor, requireTwoFactorRoles: config.requireTwoFactorRoles, clock });
   const passport = createPassport(users);
   const csrf = createCsrf();
   const store = new DatabaseSessionStore(database, config.session, clock);
@@ -92,7 +95,7 @@ export function createApp({ config, database, logger, clock = systemClock, signi
 
   // The API needs neither sessions, body parsing nor the headers that only matter to HTML
   // documents: only a bearer token and the headers that matter to JSON.
-  registerApiRoutes(app, { tokens, access: tokenAccess, admin, headers: jsonHeaders });
+  registerApiRoutes(app, { tokens, access: tokenAccess, admin, headers: jsonHeaders, requireTwoFactorRoles: config.requireTwoFactorRoles });
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
@@ -118,9 +121,11 @@ export function createApp({ config, database, logger, clock = systemClock, signi
     next();
   });
 
+  app.use(requireSecondFactorEnrolment(signIn));
   app.use(pageRoutes({ config, tokens, audit, clock, keys }));
   app.use('/auth', authRoutes({ config, passport, csrf, signIn, revocation, clock }));
-  app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, clock }));
+  app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, twoFactor, clock }));
+  app.use(twoFactorRoutes({ csrf, signIn, twoFactor, clock }));
 
   app.use(notFound);
   app.use(errorHandler);

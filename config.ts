@@ -61,7 +61,12 @@ export interface Config {
     /** Failed API-client authentications (`POST /auth/introspect`) per address before it is blocked. */
     readonly clientMax: number;
     readonly clientWindowMs: number;
+    /** Wrong second-factor codes per account (any address) before its second step is blocked. */
+    readonly secondFactorMax: number;
+    readonly secondFactorWindowMs: number;
   };
+  /** `REQUIRE_2FA_ROLES`: holders of these roles must sign in with a second factor (empty: nobody must). */
+  readonly requireTwoFactorRoles: readonly string[];
   /** How long a token's session/user check may be answered from the in-process cache (revocation bound). */
   readonly revocationCacheTtlMs: number;
   readonly auditRetentionMs: number;
@@ -181,6 +186,18 @@ const schema = z.object({
   REGISTER_IP_WINDOW: duration('REGISTER_IP_WINDOW', '1h'),
   INTROSPECT_IP_MAX_FAILURES: count('50'),
   INTROSPECT_IP_WINDOW: duration('INTROSPECT_IP_WINDOW', '15m'),
+  SECOND_FACTOR_MAX_FAILURES: count('5'),
+  SECOND_FACTOR_WINDOW: duration('SECOND_FACTOR_WINDOW', '15m'),
+  REQUIRE_2FA_ROLES: z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const roles = value.split(',').map((r) => r.trim()).filter(Boolean);
+      const bad = roles.find((r) => !/^[a-z][a-z0-9_-]{0,31}$/.test(r)); // ROLE_PATTERN (services/user-admin.ts)
+      if (bad === undefined) return Object.freeze([...new Set(roles)]);
+      ctx.addIssue({ code: 'custom', message: `must be a comma list of roles (lower-case letters, digits, - and _), not ${JSON.stringify(bad.slice(0, 40))}` });
+      return z.NEVER;
+    }),
   REVOCATION_CACHE_TTL: z
     .string()
     .default('2000')
@@ -280,6 +297,25 @@ export function loadDatabaseUrl(env: Record<string, string | undefined>): string
   return result.data;
 }
 
+/** `PUBLIC_URL` as parsed, or its default `http://localhost:PORT`. */
+function publicUrlOf(e: { PUBLIC_URL?: ParsedPublicUrl | undefined; PORT: number }): ParsedPublicUrl {
+  return e.PUBLIC_URL ?? { origin: `http://localhost:${e.PORT}`, protocol: 'http:', hostname: 'localhost', port: e.PORT };
+}
+
+/**
+ * Only `PUBLIC_URL` (default `http://localhost:PORT`), as {@link Config.publicUrl}
+ * has it: for the users CLI's reset links, which need no secrets.
+ */
+export function loadPublicUrl(env: Record<string, string | undefined>): string {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const picked = schema.pick({ PORT: true, PUBLIC_URL: true }).safeParse(cleaned);
+  if (!picked.success) {
+    const issue = picked.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message);
+  }
+  return publicUrlOf(picked.data).origin;
+}
+
 /** What the keys CLI needs: the algorithm, the secrets that encrypt the key set, and how long a retired key keeps verifying. */
 export interface KeySetSettings {
   readonly algorithm: JwtAlgorithm;
@@ -326,7 +362,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const e = result.data;
   const production = e.NODE_ENV === 'production';
   // Plain http:// is accepted in production too (an internal deployment may choose it); see README.
-  const publicUrl: ParsedPublicUrl = e.PUBLIC_URL ?? { origin: `http://localhost:${e.PORT}`, protocol: 'http:', hostname: 'localhost', port: e.PORT };
+  const publicUrl = publicUrlOf(e);
   const jwtSecrets = secretList('JWT_SECRET_KEY', e.JWT_SECRET_KEY, production);
   const sessionSecrets = secretList('SESSION_SECRET', e.SESSION_SECRET, production);
   const jwtKeys = Object.freeze(jwtSecrets.map((secret) => createSecretKey(Buffer.from(secret, 'utf8'))));
@@ -377,7 +413,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       registerWindowMs: e.REGISTER_IP_WINDOW,
       clientMax: e.INTROSPECT_IP_MAX_FAILURES,
       clientWindowMs: e.INTROSPECT_IP_WINDOW,
+      secondFactorMax: e.SECOND_FACTOR_MAX_FAILURES,
+      secondFactorWindowMs: e.SECOND_FACTOR_WINDOW,
     }),
+    requireTwoFactorRoles: e.REQUIRE_2FA_ROLES,
     revocationCacheTtlMs: e.REVOCATION_CACHE_TTL,
     auditRetentionMs: e.AUDIT_RETENTION,
     maintenance: Object.freeze({ firstDelayMs: e.MAINTENANCE_FIRST_DELAY, intervalMs: e.MAINTENANCE_INTERVAL }),

@@ -105,6 +105,11 @@ export class BearerError extends AppError {
     return new BearerError('INSUFFICIENT_SCOPE', 403, `This needs the ${role} role.`,
       `Bearer realm="api", error="insufficient_scope", error_description="requires role ${role}", scope="${role}"`);
   }
+  /** RFC 9470 step-up: the role needs a token from a sign-in with more than one factor. */
+  static insufficientUserAuthentication(role: string): BearerError {
+    return new BearerError('INSUFFICIENT_USER_AUTHENTICATION', 403, `The ${role} role needs a token from a sign-in with two-factor authentication.`,
+      `Bearer realm="api", error="insufficient_user_authentication", error_description="the ${role} role requires multi-factor authentication"`);
+  }
   private constructor(code: string, status: number, message: string, challenge: string) {
     super(code, status, message, { 'WWW-Authenticate': challenge });
   }
@@ -125,6 +130,16 @@ export class TooManyRequestsError extends AppError {
   override name = 'TooManyRequestsError';
   constructor(retryAfterSeconds: number) {
     super('TOO_MANY_REQUESTS', 429, 'Too many failed attempts from your address: try again later.', { 'Retry-After': String(retryAfterSeconds) });
+  }
+}
+
+/** A stored TOTP secret that no JWT_SECRET_KEY entry decrypts: a configuration error, answered 503 and logged. */
+export class TwoFactorUnavailableError extends AppError {
+  override name = 'TwoFactorUnavailableError';
+  // Written for the user: shown although it is a 5xx.
+  override readonly expose = true;
+  constructor() {
+    super('TWO_FACTOR_UNAVAILABLE', 503, 'Two-factor sign-in is unavailable right now. Ask an administrator (the server cannot read its stored secrets).');
   }
 }
 
@@ -151,6 +166,14 @@ export class UnknownUserError extends AppError {
   override name = 'UnknownUserError';
   constructor(username: string) {
     super('UNKNOWN_USER', 404, `no user named ${JSON.stringify(username)}`);
+  }
+}
+
+/** An operator asked for a password-reset link for a disabled account (it could not sign in with the new password). */
+export class DisabledUserError extends AppError {
+  override name = 'DisabledUserError';
+  constructor(username: string) {
+    super('USER_DISABLED', 409, `user ${JSON.stringify(username)} is disabled: enable the account first`);
   }
 }
 

@@ -31,11 +31,18 @@ export function authorizationLines(req: Request): number {
   return count;
 }
 
-/** Lets the request through only when the bearer's user has the role; 403 insufficient_scope otherwise. */
-export function requireRole(role: string): RequestHandler {
+/**
+ * Lets the request through only when the bearer's user has the role (403
+ * `insufficient_scope` otherwise) and, for a role of REQUIRE_2FA_ROLES, when
+ * the token says the user signed in with more than one factor (`amr` holds
+ * `mfa`; 403 `insufficient_user_authentication`, RFC 9470, otherwise).
+ */
+export function requireRole(role: string, requireTwoFactorRoles: readonly string[]): RequestHandler {
+  const needsMfa = requireTwoFactorRoles.includes(role);
   return (req: Request, _res: Response, next: NextFunction) => {
     if (!req.principal) throw BearerError.missing();
     if (!req.principal.user.roles.includes(role)) throw BearerError.insufficientScope(role);
+    if (needsMfa && !req.principal.claims.amr?.includes('mfa')) throw BearerError.insufficientUserAuthentication(role);
     next();
   };
 }

@@ -4,6 +4,7 @@ import session from 'express-session';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { isLive } from '../services/session-store.js';
+import type { AuthMethod } from '../services/tokens.js';
 import type { PublicUser } from '../services/users.js';
 
 /** How stale `lastSeenAt` may get before a request writes it (bounds session writes to one a minute). */
@@ -50,10 +51,12 @@ export function sessionLifetime(settings: Config['session'], now: Clock): Reques
 }
 
 /**
- * Signs a user in: Passport regenerates the session id (no fixation), then
- * the session's public metadata is recorded and saved before the caller redirects.
+ * Signs a user in: Passport regenerates the session id (no fixation; a
+ * pending second step goes with the old session), then the session's public
+ * metadata — with how the user signed in (`amr`) — is recorded and saved
+ * before the caller redirects.
  */
-export function signIn(req: Request, user: PublicUser, now: Clock): Promise<void> {
+export function signIn(req: Request, user: PublicUser, now: Clock, amr: readonly AuthMethod[]): Promise<void> {
   return new Promise((resolve, reject) => {
     req.login(user, { session: true, keepSessionInfo: false }, (loginErr) => {
       if (loginErr) return reject(loginErr);
@@ -64,10 +67,16 @@ export function signIn(req: Request, user: PublicUser, now: Clock): Promise<void
         lastSeenAt: t,
         ip: req.ip ?? null,
         userAgent: req.get('user-agent')?.slice(0, 512) ?? null,
+        amr: [...amr],
       };
       saveSession(req).then(resolve, reject);
     });
   });
+}
+
+/** A new session id with empty data (the old session is destroyed in the store). */
+export function regenerateSession(req: Request): Promise<void> {
+  return new Promise((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
 }
 
 /** Saves the session now (before a redirect, so the next request sees it). */

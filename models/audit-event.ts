@@ -30,6 +30,13 @@ export const AUDIT_EVENTS = [
   'keys_reencrypted',
   'client_created',
   'client_deleted',
+  'second_factor_pending',
+  'second_factor_failed',
+  'recovery_code_used',
+  'two_factor_enabled',
+  'two_factor_disabled',
+  'two_factor_reset',
+  'recovery_codes_regenerated',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

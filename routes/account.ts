@@ -9,6 +9,8 @@ import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.
 import type { RevocationService } from '../services/revocation.js';
 import type { SessionService } from '../services/sessions.js';
 import type { SignInService } from '../services/sign-in.js';
+import { PASSWORD_ONLY } from '../services/tokens.js';
+import type { TwoFactorService } from '../services/two-factor.js';
 import type { PasswordChangeErrors } from '../services/users.js';
 import { requestActor } from './audit-actor.js';
 import { textField } from './form.js';
@@ -22,12 +24,13 @@ export interface AccountRouteDeps {
   csrf: Csrf;
   signIn: SignInService;
   revocation: RevocationService;
+  twoFactor: TwoFactorService;
   clock: Clock;
 }
 
 /** The signed-in user's account: password, sessions, recent activity. */
 export function accountRoutes(deps: AccountRouteDeps): Router {
-  const { config, sessions, audit, csrf, signIn, revocation, clock } = deps;
+  const { config, sessions, audit, csrf, signIn, revocation, twoFactor, clock } = deps;
   const router = Router();
 
   router.get('/account', requireSignedInPage, showAccount);
@@ -42,7 +45,11 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
 
   async function renderAccount(req: Request, res: Response, status: number, view: { flash: string | null; errors: PasswordChangeErrors }) {
     const user = req.user!;
-    const [list, activity] = await Promise.all([sessions.listForUser(user.id, config.session), audit.recentForUser(user.id, 20)]);
+    const [list, activity, twoFactorState] = await Promise.all([
+      sessions.listForUser(user.id, config.session),
+      audit.recentForUser(user.id, 20),
+      twoFactor.status(user.id),
+    ]);
     res.status(status).render('account', {
       title: 'Your account',
       flash: view.flash,
@@ -53,6 +60,7 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
       activity: activity.map((entry) => ({ ...entry, ip: displayAddress(entry.ip) })),
       passwordMin: PASSWORD_MIN_LENGTH,
       passwordMax: PASSWORD_MAX_LENGTH,
+      twoFactor: twoFactorState,
     });
   }
 
@@ -62,9 +70,9 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
       currentPassword: textField(req.body, 'currentPassword'),
       newPassword: textField(req.body, 'newPassword'),
       confirmPassword: textField(req.body, 'confirmPassword'),
-      session: { sid: req.sessionID, publicId: req.session.meta!.id },
+      session: { sid: req.sessionID, publicId: req.session.meta!.id, amr: req.session.meta!.amr ?? PASSWORD_ONLY },
       actor: requestActor(req),
-      startSession: (user) => startSession(req, user, clock),
+      startSession: (user, amr) => startSession(req, user, clock, amr),
     });
     if (outcome.status === 'throttled') {
       res.set('Retry-After', String(outcome.retryAfterSeconds));
@@ -93,7 +101,7 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
 }
 
 /** Form posts from a signed-out browser go to the sign-in page, then back to the account page. */
-function requireSignedInForm(req: Request, res: Response, next: NextFunction): void {
+export function requireSignedInForm(req: Request, res: Response, next: NextFunction): void {
   if (req.user && req.session?.meta) return next();
   res.redirect(303, '/auth/login?returnTo=%2Faccount');
 }

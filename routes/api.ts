@@ -14,12 +14,12 @@ import type { UserAdmin } from '../services/user-admin.js';
  */
 export function registerApiRoutes(
   router: Pick<Router, 'get' | 'use'>,
-  deps: { tokens: TokenService; access: TokenAccess; admin: UserAdmin; headers: RequestHandler },
+  deps: { tokens: TokenService; access: TokenAccess; admin: UserAdmin; headers: RequestHandler; requireTwoFactorRoles: readonly string[] },
 ): void {
   const authenticated = [deps.headers, bearerAuth(deps)];
 
   router.get('/api/me', ...authenticated, me);
-  router.get('/api/users', ...authenticated, requireRole('admin'), listUsers);
+  router.get('/api/users', ...authenticated, requireRole('admin', deps.requireTwoFactorRoles), listUsers);
   router.use('/api', ...authenticated, notFound);
 
   function me(req: Request, res: Response) {

@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { ForbiddenError, NotSignedInError } from '../errors.js';
 import type { Csrf } from '../middleware/csrf.js';
-import { destroySession, signIn as startSession } from '../middleware/session.js';
+import { destroySession, regenerateSession, saveSession, signIn as startSession } from '../middleware/session.js';
 import type { AuditLog } from '../services/audit-log.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../services/passwords.js';
 import type { RevocationService } from '../services/revocation.js';
@@ -36,7 +36,7 @@ export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): Req
     if (req.get('sec-fetch-site') === 'cross-site') throw new ForbiddenError('Tokens are minted for this site only.');
     const meta = req.session?.meta;
     if (!req.user || !meta) throw new NotSignedInError();
-    const minted = tokens.mint(req.user, meta.id);
+    const minted = tokens.mint(req.user, meta.id, meta.amr);
     await audit.record('token_minted', auditActor(req, req.user), minted.claims.jti);
     res.json({ token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn });
   };
@@ -74,7 +74,7 @@ export function authRoutes(deps: AuthRouteDeps): Router {
       username,
       actor: requestActor(req),
       verify: () => authenticateLocal(req, res),
-      startSession: (user) => startSession(req, user, clock),
+      startSession: (user, amr) => startSession(req, user, clock, amr),
     });
     if (outcome.status === 'throttled') {
       res.set('Retry-After', String(outcome.retryAfterSeconds));
@@ -84,7 +84,14 @@ export function authRoutes(deps: AuthRouteDeps): Router {
       res.set('WWW-Authenticate', 'Form realm="token-bridge"');
       return renderLogin(res, 401, { returnTo, username, error: LOGIN_FAILED });
     }
-    res.redirect(302, returnTo);
+    if (outcome.status === 'second_factor') {
+      // Not signed in: a fresh session id holds only "password checked, second factor to come".
+      await regenerateSession(req);
+      req.session.pendingSecondFactor = { userId: outcome.user.id, at: clock(), returnTo };
+      await saveSession(req);
+      return res.redirect(302, '/auth/2fa');
+    }
+    res.redirect(302, outcome.mustEnrol ? '/account/2fa' : returnTo);
   }
 
   function authenticateLocal(req: Request, res: Response): Promise<PublicUser | false> {
@@ -107,7 +114,7 @@ export function authRoutes(deps: AuthRouteDeps): Router {
       password: textField(req.body, 'password'),
       confirmPassword: textField(req.body, 'confirmPassword'),
       actor: requestActor(req),
-      startSession: (user) => startSession(req, user, clock),
+      startSession: (user, amr) => startSession(req, user, clock, amr),
     });
     if (outcome.status === 'throttled') {
       res.set('Retry-After', String(outcome.retryAfterSeconds));

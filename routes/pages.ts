@@ -56,7 +56,7 @@ export function pageRoutes(deps: PageRouteDeps): Router {
   }
 
   async function tokenPage(req: Request, res: Response) {
-    const minted = deps.tokens.mint(req.user!, req.session.meta!.id);
+    const minted = deps.tokens.mint(req.user!, req.session.meta!.id, req.session.meta!.amr);
     await deps.audit.record('token_minted', auditActor(req, req.user), minted.claims.jti);
     const [header, payload] = minted.token
       .split('.')
@@ -116,6 +116,7 @@ const CLAIM_MEANINGS: Readonly<Record<keyof AccessTokenClaims | 'nbf', string>> 
   sub: 'Subject: your user id',
   username: 'Your username',
   roles: 'Your roles when the token was minted',
+  amr: 'How you signed in (RFC 8176): pwd a password, otp a one-time code, mfa more than one factor',
   sid: 'The sign-in session it came from: signing out there ends this token too',
   jti: 'This token’s own id',
   iat: 'Issued at',

@@ -60,6 +60,12 @@ export class RevocationService {
     this.forget(user.id);
   }
 
+  /** After two-factor was turned on: every other session of the user ends (their tokens too); this one goes on. */
+  async endOtherSessions(user: PublicUser, keepSid: string): Promise<void> {
+    await this.deps.sessions.revokeAll(user.id, keepSid);
+    this.forget(user.id);
+  }
+
   /**
    * Disables or enables an account by name. Disabling ends every session and
    * token (also moving "tokens valid after", so re-enabling brings none back).

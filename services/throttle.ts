@@ -61,7 +61,29 @@ export class Throttle {
    * throws counts as nothing.
    */
   async guardPasswordCheck<T>(accountKey: string, ip: string, check: () => Promise<T>, failed: (result: T) => boolean): Promise<Guarded<T>> {
-    const budgets = this.loginBudgets(accountKey, ip);
+    return this.guard(this.loginBudgets(accountKey, ip), check, failed);
+  }
+
+  /**
+   * Runs one second-factor check (a TOTP or recovery code) for the account
+   * under its own limit: `secondFactorMax` failures in `secondFactorWindow`
+   * block the account's second step, whatever the address, with the same
+   * in-flight accounting and doubling back-off as the password limit.
+   */
+  async guardSecondFactor<T>(userId: number, check: () => Promise<T>, failed: (result: T) => boolean): Promise<Guarded<T>> {
+    const { secondFactorMax, secondFactorWindowMs } = this.settings;
+    const budget: Budget = {
+      failures: `second_factor:${userId}`,
+      blocks: `second_factor_blocks:${userId}`,
+      inFlight: `second_factor_checks:${userId}`,
+      max: secondFactorMax,
+      windowMs: secondFactorWindowMs,
+    };
+    return this.guard([budget], check, failed);
+  }
+
+  /** The first budget's failures are cleared by a success (the account's; an address keeps its count). */
+  private async guard<T>(budgets: Budget[], check: () => Promise<T>, failed: (result: T) => boolean): Promise<Guarded<T>> {
     let wait = FIRST_POLL_MS;
     for (let poll = 0; ; poll += 1) {
       const attempt = await this.tryAcquire(budgets);
@@ -165,13 +187,10 @@ export class Throttle {
     await Promise.all(budgets.map((b) => this.store.slide(b.inFlight, -1, SLOT_WINDOW_MS)));
   }
 
-  /** One more failure in each budget; the one that reaches the account limit starts a (growing) block. */
-  private async countFailure([account, address]: [Budget, Budget]): Promise<void> {
-    const [accountCount] = await Promise.all([
-      this.store.add(account.failures, 1, account.windowMs),
-      this.store.add(address.failures, 1, address.windowMs),
-    ]);
-    if (accountCount.points === account.max) await this.startBlock(account);
+  /** One more failure in each budget; a budget with back-off that reaches its limit starts a (growing) block. */
+  private async countFailure(budgets: Budget[]): Promise<void> {
+    const counts = await Promise.all(budgets.map((b) => this.store.add(b.failures, 1, b.windowMs)));
+    await Promise.all(budgets.map((b, i) => (b.blocks && counts[i]!.points === b.max ? this.startBlock(b) : undefined)));
   }
 
   /** Blocks the account for the window, doubled for each earlier block that day. */

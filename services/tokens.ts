@@ -14,6 +14,18 @@ export interface MintedToken {
   expiresIn: number;
 }
 
+/**
+ * Authentication methods (RFC 8176) a session and its tokens record: `pwd`
+ * password, `otp` a one-time code (TOTP or a recovery code), `mfa` more than
+ * one factor, `hwk`/`swk` a hardware- or software-bound key (passkeys),
+ * `user` user presence verified by the authenticator.
+ */
+export const AUTH_METHODS = ['pwd', 'otp', 'mfa', 'hwk', 'swk', 'user'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+/** Sessions created before `amr` was recorded were password sign-ins. */
+export const PASSWORD_ONLY: readonly AuthMethod[] = Object.freeze(['pwd']);
+
 /** Longest token we are willing to parse: ours are ~400 bytes. */
 export const MAX_TOKEN_LENGTH = 4096;
 
@@ -30,6 +42,8 @@ const claimsSchema = z.object({
   username: z.string().min(1).max(256),
   /** The user's roles when the token was minted. */
   roles: z.array(z.string().max(64)).max(64),
+  /** How the user signed in (RFC 8176); tokens minted before it was recorded have none (a password). */
+  amr: z.array(z.enum(AUTH_METHODS)).min(1).max(AUTH_METHODS.length).optional(),
   /** Public id of the session the token was minted from (never the cookie value). */
   sid: z.string().min(1).max(64),
   /** The token's own id (a random UUID), recorded in the audit log. */
@@ -95,13 +109,18 @@ export class TokenService {
     return this.settings.expiresInSeconds;
   }
 
-  /** Signs an explicit claims object for a user and session. */
-  mint(user: PublicUser, sessionPublicId: string): MintedToken {
+  /**
+   * Signs an explicit claims object for a user and the session it is minted
+   * from, with how the user signed in there. The default understates (a
+   * password), never overstates: the routes pass the session's own `amr`.
+   */
+  mint(user: PublicUser, sessionPublicId: string, amr: readonly AuthMethod[] = PASSWORD_ONLY): MintedToken {
     const iat = Math.floor(this.now() / 1000);
     const claims: AccessTokenClaims = {
       sub: String(user.id),
       username: user.username,
       roles: [...user.roles],
+      amr: [...amr],
       sid: sessionPublicId,
       jti: randomUUID(),
       iat,
@@ -264,6 +283,7 @@ export class TokenService {
     if (!parsed.success) throw BearerError.invalid('The token claims are malformed');
     // Shared by every later request with this token: nobody may change them.
     Object.freeze(parsed.data.roles);
+    if (parsed.data.amr) Object.freeze(parsed.data.amr);
     return Object.freeze(parsed.data);
   }
 }

@@ -41,7 +41,7 @@ describe('throttle counters in the database', () => {
     file.cleanup();
   });
 
-  it('uses the contract defaults: 5 per account and 50 per address in 15 minutes, 50 registrations an hour', () => {
+  it('uses the contract defaults: 5 per account and 50 per address in 15 minutes, 50 registrations an hour, 5 wrong second-factor codes in 15 minutes', () => {
     expect(settings).to.deep.equal({
       accountMax: 5,
       accountWindowMs: 15 * 60_000,
@@ -49,6 +49,10 @@ describe('throttle counters in the database', () => {
       ipWindowMs: 15 * 60_000,
       registerMax: 50,
       registerWindowMs: 60 * 60_000,
+      clientMax: 50,
+      clientWindowMs: 15 * 60_000,
+      secondFactorMax: 5,
+      secondFactorWindowMs: 15 * 60_000,
     });
   });
 

@@ -163,7 +163,7 @@ describe('TokenService with an injected clock', () => {
   it('returns only the known claims, never extra ones from the token', () => {
     const { claims } = mintedAt();
     const verified = new TokenService(settings, () => T0).verify(signed({ ...claims, admin: true, passwordHash: 'x' }));
-    expect(verified).to.have.all.keys('sub', 'username', 'roles', 'sid', 'jti', 'iat', 'exp', 'iss', 'aud');
+    expect(verified).to.have.all.keys('sub', 'username', 'roles', 'amr', 'sid', 'jti', 'iat', 'exp', 'iss', 'aud');
   });
 });
 
@@ -209,11 +209,13 @@ describe('the minted token', () => {
     expect(token).to.match(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
   });
 
-  it('carries exactly sub, username, roles, iat, exp, iss, aud, jti and sid, with the right types', async () => {
+  it('carries exactly sub, username, roles, amr, iat, exp, iss, aud, jti and sid, with the right types', async () => {
     const { token, username } = await registeredWithCookie();
     const nowSec = Math.floor(Date.now() / 1000);
     const payload = decodeJson(token.split('.')[1]!);
-    expect(payload).to.have.all.keys('sub', 'username', 'roles', 'iat', 'exp', 'iss', 'aud', 'jti', 'sid');
+    expect(payload).to.have.all.keys('sub', 'username', 'roles', 'amr', 'iat', 'exp', 'iss', 'aud', 'jti', 'sid');
+    // RFC 8176: a registration signs in with the password alone.
+    expect(payload.amr).to.deep.equal(['pwd']);
     expect(payload.sub).to.be.a('string').and.match(/^[1-9]\d*$/);
     expect(payload.username).to.equal(username);
     expect(payload.roles).to.deep.equal([]);
