@@ -8,6 +8,7 @@ import { loadKeySetSettings, readEnvironment } from '../config.js';
 import type { Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
 import { KeySetService, KeySetStore } from '../services/signing-keys.js';
+import { TwoFactorService } from '../services/two-factor.js';
 import { CliError, runCli } from './cli.js';
 
 const USAGE = `usage: npm run keys -- <command>
@@ -15,7 +16,7 @@ const USAGE = `usage: npm run keys -- <command>
   add           a new key in state next (published at once, not signing yet)
   rotate        next (made now if none) becomes current; current becomes previous
   revoke <kid>  the key never verifies again (a leaked key)
-  reencrypt     rewrites every private key under the first JWT_SECRET_KEY`;
+  reencrypt     rewrites every private key and two-factor secret under the first JWT_SECRET_KEY`;
 
 const CLI_ACTOR = { ip: null, userAgent: 'keys-cli' } as const;
 
@@ -55,7 +56,10 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
     }
     case 'reencrypt': {
       if (rest.length) throw new CliError(USAGE, 2);
-      out(`re-encrypted ${await keys.reencrypt(CLI_ACTOR)} private key(s) under the first JWT_SECRET_KEY`);
+      // The TOTP secrets are sealed under JWT_SECRET_KEY too: both follow a new first entry.
+      const totp = new TwoFactorService({ database: db, secrets: store.secrets, issuer: '', clock: systemClock });
+      const secrets = await totp.reencrypt();
+      out(`re-encrypted ${await keys.reencrypt(CLI_ACTOR)} private key(s) and ${secrets} two-factor secret(s) under the first JWT_SECRET_KEY`);
       return;
     }
     default:

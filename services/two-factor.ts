@@ -169,15 +169,22 @@ export class TwoFactorService {
     });
   }
 
-  /** `npm run keys -- reencrypt`: every stored TOTP secret written again under the first JWT_SECRET_KEY. */
+  /**
+   * `npm run keys -- reencrypt`: every stored TOTP secret written again under
+   * the first JWT_SECRET_KEY, in one transaction. A secret no entry opens
+   * stops it with a line naming the user id (nothing is half rewritten).
+   */
   async reencrypt(): Promise<number> {
-    const { totpCredentials } = this.deps.database;
-    let count = 0;
-    for (const row of await totpCredentials.findAll()) {
-      await row.update({ secret: this.seal(row.userId, this.unseal(row.userId, row.secret)) });
-      count += 1;
-    }
-    return count;
+    const { totpCredentials, sequelize } = this.deps.database;
+    return sequelize.transaction(async (transaction) => {
+      const rows = await totpCredentials.findAll({ transaction });
+      for (const row of rows) {
+        const plain = unseal(row.secret, secretContext(row.userId), this.deps.secrets);
+        if (!plain) throw new Error(`the two-factor secret of user ${row.userId} cannot be decrypted with any JWT_SECRET_KEY entry`);
+        await row.update({ secret: this.seal(row.userId, plain.toString('utf8')) }, { transaction });
+      }
+      return rows.length;
+    });
   }
 
   /**

@@ -2,8 +2,9 @@ import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import { generate } from 'otplib';
 import request from 'supertest';
-import { startTestApp, tempSqliteUrl, type TestApp } from './helpers/app.js';
+import { freshDatabase, startTestApp, tempSqliteUrl, type TestApp } from './helpers/app.js';
 import { browser, csrfFrom, registerUser, sessionCookie, STRONG_PASSWORD, uniqueName, type Agent } from './helpers/browser.js';
+import { runKeysCli } from './helpers/cli.js';
 import { TestClock } from './helpers/clock.js';
 
 const STEP_MS = 30_000;
@@ -386,5 +387,48 @@ describe('REQUIRE_2FA_ROLES', () => {
     const login = await submit(agent, '/auth/login', { username, password: STRONG_PASSWORD });
     expect(login.headers.location).to.equal('/');
     await agent.get('/account').expect(200);
+  });
+});
+
+describe('TOTP secrets and a new JWT_SECRET_KEY', function () {
+  this.timeout(60_000);
+  const OLD = 'old-jwt-secret-for-totp-0123456789abcdefghijklmn';
+  const NEW = 'new-jwt-secret-for-totp-9876543210zyxwvutsrqponm';
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  before(async () => {
+    db = await freshDatabase();
+  });
+  after(() => db.cleanup());
+
+  /** Signs in with the password and the current code on an app using `secret`; the second step's status. */
+  async function secondStepWith(secretKey: string, username: string, totpSecret: string): Promise<number> {
+    const t = await startTestApp({ databaseUrl: db.url, env: { JWT_SECRET_KEY: secretKey } });
+    try {
+      const agent = browser(t.server);
+      const login = await submit(agent, '/auth/login', { username, password: STRONG_PASSWORD });
+      expect(login.headers.location).to.equal('/auth/2fa');
+      // The step after the enrolment code's (each code is accepted once; one step of tolerance).
+      return (await submit(agent, '/auth/2fa', { code: await codeAt(totpSecret, enrolledAt + STEP_MS) })).status;
+    } finally {
+      await t.close();
+    }
+  }
+  let enrolledAt = 0;
+
+  it('answers 503 (never 500) when no entry opens a secret, and works again after `npm run keys -- reencrypt`', async () => {
+    const t = await startTestApp({ databaseUrl: db.url, env: { JWT_SECRET_KEY: OLD } });
+    const agent = browser(t.server);
+    const username = await registerUser(agent);
+    const page = await agent.get('/account/2fa').expect(200);
+    const totpSecret = secretFrom(page.text);
+    enrolledAt = Date.now();
+    await agent.post('/account/2fa').type('form').send({ _csrf: csrfFrom(page.text), code: await codeAt(totpSecret, enrolledAt), currentPassword: STRONG_PASSWORD }).expect(200);
+    await t.close();
+
+    expect(await secondStepWith(NEW, username, totpSecret)).to.equal(503);
+    const cli = await runKeysCli(['reencrypt'], { databaseUrl: db.url, env: { JWT_SECRET_KEY: `${NEW},${OLD}` } });
+    expect(cli.code, cli.stderr).to.equal(0);
+    expect(cli.stdout).to.match(/and 1 two-factor secret\(s\)/);
+    expect(await secondStepWith(NEW, username, totpSecret)).to.equal(302);
   });
 });
