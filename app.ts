@@ -18,10 +18,12 @@ import { authRoutes, tokenRoute } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
 import { introspectRoute } from './routes/introspect.js';
 import { pageRoutes } from './routes/pages.js';
+import { passwordResetRoutes } from './routes/password-reset.js';
 import { requireSecondFactorEnrolment, twoFactorRoutes } from './routes/two-factor.js';
 import { wellKnownRoutes } from './routes/well-known.js';
 import { ApiClientService } from './services/api-clients.js';
 import { AuditLog } from './services/audit-log.js';
+import { PasswordResetService } from './services/password-reset.js';
 import { RevocationService } from './services/revocation.js';
 import { DatabaseSessionStore } from './services/session-store.js';
 import { SessionService } from './services/sessions.js';
@@ -125,6 +127,7 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   app.use(pageRoutes({ config, tokens, audit, clock, keys }));
   app.use('/auth', authRoutes({ config, passport, csrf, signIn, revocation, clock }));
   app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, twoFactor, clock }));
+  app.use(passwordResetRoutes({ csrf, resets: new PasswordResetService({ resets: database.passwordResets, users, revocation, audit, clock, publicUrl: config.publicUrl }) }));
   app.use(twoFactorRoutes({ csrf, signIn, twoFactor, clock }));
 
   app.use(notFound);

@@ -19,6 +19,20 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   return destination ? pino(options, destination) : pino(options);
 }
 
+/** A password-reset link's path (Express matches routes case-insensitively): its last segment is a secret. */
+const RESET_LINK_PATH = /^(\/auth\/reset\/)[^/]+/i;
+
+/**
+ * The path as the request line records it: no query string, and a reset
+ * link's token written as its route parameter.
+ *
+ * @example
+ * loggedPath('/auth/reset/Xq3…?a=1') // '/auth/reset/:token'
+ */
+export function loggedPath(url: string): string {
+  return (url.split('?')[0] ?? '').replace(RESET_LINK_PATH, '$1:token');
+}
+
 /** The response header that carries the request's id. */
 export const REQUEST_ID_HEADER = 'X-Request-Id';
 
@@ -26,7 +40,8 @@ export const REQUEST_ID_HEADER = 'X-Request-Id';
  * Gives every request an id (`req.id`, a random UUID, also sent back as
  * `X-Request-Id`) and writes one line per finished request: `{req: {id,
  * method, path}, res: {status}, responseTime}` — the path without its query
- * string (it could carry secrets), no headers, cookies or bodies. A 5xx
+ * string (it could carry secrets) and with a reset link's token replaced (see
+ * {@link loggedPath}), no headers, cookies or bodies. A 5xx
  * carries the error that the error handler left in `res.locals.error`, reduced
  * to {@link errorForLog}'s allow-list.
  *
@@ -52,7 +67,7 @@ export function requestLogger(logger: Logger): RequestHandler {
       if (!failed && !logger.isLevelEnabled('info')) return;
       const responseTime = Math.round(performance.now() - start);
       const line = {
-        req: { id, method: req.method, path: (req.originalUrl || req.url).split('?')[0] },
+        req: { id, method: req.method, path: loggedPath(req.originalUrl || req.url) },
         res: { status: res.statusCode },
         responseTime,
       };

@@ -37,6 +37,8 @@ export const AUDIT_EVENTS = [
   'two_factor_disabled',
   'two_factor_reset',
   'recovery_codes_regenerated',
+  'password_reset_link_created',
+  'password_reset',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

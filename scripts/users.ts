@@ -1,13 +1,16 @@
 /**
  * Users from the command line: `npm run users -- <command>`.
- * Needs only DATABASE_URL (environment or .env), never the signing secrets.
+ * Needs only DATABASE_URL (environment or .env), never the signing secrets;
+ * `reset-link` also reads PUBLIC_URL (or PORT for its default).
  * Passwords are read from stdin (a pipe, or a prompt that does not echo).
  */
 import { read } from 'read';
 import { CliError, runCli } from './cli.js';
 import { systemClock } from '../clock.js';
+import { loadPublicUrl, readEnvironment } from '../config.js';
 import type { Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
+import { PasswordResetService, RESET_LINK_LIFETIME_MS } from '../services/password-reset.js';
 import { InvalidRoleError } from '../errors.js';
 import { ROLE_PATTERN, UserAdmin } from '../services/user-admin.js';
 import { UserService } from '../services/users.js';
@@ -20,7 +23,8 @@ const USAGE = `usage: npm run users -- <command>
   disable <username>
   enable <username>
   grant <username> <role>
-  revoke <username> <role>`;
+  revoke <username> <role>
+  reset-link <username>               prints a one-time password-reset URL (PUBLIC_URL)`;
 
 const CLI_ACTOR = { ip: null, userAgent: 'users-cli' } as const;
 /** Revocations must outlive any token; the CLI does not know JWT_EXPIRES_IN, so it keeps them a day. */
@@ -88,6 +92,24 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
       const { user, changed } = await admin.setRole(username, role, granting);
       if (changed) await audit.record(granting ? 'role_granted' : 'role_revoked', { ...CLI_ACTOR, userId: user.id, username: user.username }, role);
       out(`${user.username} roles: ${user.roles.join(', ') || '(none)'}${changed ? '' : ' (no change)'}`);
+      return;
+    }
+    case 'reset-link': {
+      const [username] = rest;
+      if (!username || rest.length !== 1) throw new CliError(USAGE, 2);
+      const resets = new PasswordResetService({
+        resets: db.passwordResets,
+        users,
+        revocation,
+        audit,
+        clock: systemClock,
+        publicUrl: loadPublicUrl(readEnvironment()),
+      });
+      const link = await resets.createLink(username, CLI_ACTOR);
+      out(link.url);
+      process.stderr.write(
+        `one-time link for ${link.user.username}, valid ${RESET_LINK_LIFETIME_MS / 60_000} minutes (until ${link.expiresAt.toISOString()}); give it to them privately\n`,
+      );
       return;
     }
     default:

@@ -50,6 +50,18 @@ export class RevocationService {
   }
 
   /**
+   * After a password reset by a one-time link: every session of the user ends
+   * (whoever holds them) and every earlier token is refused. Two-factor
+   * authentication is left as it is.
+   */
+  async passwordReset(user: PublicUser, actor: Actor): Promise<void> {
+    await this.deps.sessions.revokeAll(user.id);
+    await this.deps.users.invalidateTokens(user.id);
+    this.forget(user.id);
+    await this.deps.audit.record('password_reset', withUser(actor, user));
+  }
+
+  /**
    * After a password change (which already moved "tokens valid after"): every
    * other session ends, and tokens from the current one too (the browser goes
    * on under a new session).

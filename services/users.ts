@@ -23,6 +23,12 @@ export type PasswordChangeErrors = Partial<Record<'currentPassword' | 'newPasswo
 
 export type PasswordChangeResult = { ok: true; user: PublicUser } | { ok: false; errors: PasswordChangeErrors };
 
+/** {@link UserService.setPassword}: `weak` breaks the policy; `refused` means nothing was stored (no such active user, or the claim failed). */
+export type PasswordSetResult =
+  | { ok: true; user: PublicUser }
+  | { ok: false; reason: 'weak'; errors: Pick<PasswordChangeErrors, 'newPassword' | 'confirmPassword'> }
+  | { ok: false; reason: 'refused' };
+
 export type RegistrationResult =
   | { ok: true; user: PublicUser }
   | { ok: false; errors: FieldErrors; taken?: boolean };
@@ -56,6 +62,15 @@ function usernameProblem(username: string): string | null {
   // Lower-casing can lengthen a name (U+0130 becomes two code points); the key column holds 64.
   if ([...usernameKey(username)].length > USERNAME_MAX_LENGTH) return `Use ${USERNAME_MIN_LENGTH} to ${USERNAME_MAX_LENGTH} characters.`;
   return null;
+}
+
+/** The policy for a new password (change or reset) and the repeat check, as field errors (empty when fine). */
+function newPasswordErrors(username: string, newPassword: string, confirmPassword: string): Pick<PasswordChangeErrors, 'newPassword' | 'confirmPassword'> {
+  const errors: Pick<PasswordChangeErrors, 'newPassword' | 'confirmPassword'> = {};
+  const problem = passwordProblem(newPassword, username);
+  if (problem) errors.newPassword = problem;
+  if (newPassword !== confirmPassword) errors.confirmPassword = 'The two passwords do not match.';
+  return errors;
 }
 
 export function toPublicUser(row: UserRow): PublicUser {
@@ -147,14 +162,32 @@ export class UserService {
     if (!currentPassword || !(await verifyPassword(row.passwordHash, currentPassword))) {
       return { ok: false, errors: { currentPassword: 'Your current password is not correct.' } };
     }
-    const errors: PasswordChangeErrors = {};
-    const problem = passwordProblem(newPassword, row.username);
-    if (problem) errors.newPassword = problem;
-    else if (newPassword === currentPassword) errors.newPassword = 'Choose a password different from the current one.';
-    if (newPassword !== confirmPassword) errors.confirmPassword = 'The two passwords do not match.';
+    const errors: PasswordChangeErrors = newPasswordErrors(row.username, newPassword, confirmPassword);
+    if (!errors.newPassword && newPassword === currentPassword) errors.newPassword = 'Choose a password different from the current one.';
     if (Object.keys(errors).length > 0) return { ok: false, errors };
 
     row.passwordHash = await hashPassword(newPassword);
+    row.tokensValidAfter = wholeSecond(this.now());
+    await row.save();
+    this.forget(id);
+    return { ok: true, user: toPublicUser(row) };
+  }
+
+  /**
+   * Sets a new password without asking for the current one (a password-reset
+   * link vouched for the user), under the same policy as a change. Once the
+   * password passes and is hashed, `claim` is called: only when it answers
+   * true (e.g. it used up a single-use link) is the hash stored, with "tokens
+   * valid after" moved to now as in {@link changePassword}.
+   */
+  async setPassword(id: number, newPassword: string, confirmPassword: string, claim: () => Promise<boolean>): Promise<PasswordSetResult> {
+    const row = await this.users.findByPk(id);
+    if (!row || row.disabled) return { ok: false, reason: 'refused' };
+    const errors = newPasswordErrors(row.username, newPassword, confirmPassword);
+    if (Object.keys(errors).length > 0) return { ok: false, reason: 'weak', errors };
+    const passwordHash = await hashPassword(newPassword);
+    if (!(await claim())) return { ok: false, reason: 'refused' };
+    row.passwordHash = passwordHash;
     row.tokensValidAfter = wholeSecond(this.now());
     await row.save();
     this.forget(id);

@@ -38,11 +38,15 @@ function runScript(script: string, args: string[], options: { env: NodeJS.Proces
 /**
  * Runs `node --import tsx scripts/users.ts <args>` (what `npm run users --` runs)
  * against `databaseUrl`, with `stdin` piped in. The child gets only PATH, HOME,
- * DATABASE_URL and an ENV_FILE that does not exist: no signing secrets, and the
- * project's own `.env` is never read.
+ * DATABASE_URL, an ENV_FILE that does not exist and the given `env` (e.g.
+ * PUBLIC_URL): no signing secrets, and the project's own `.env` is never read.
  */
-export function runUsersCli(args: string[], options: { databaseUrl: string; stdin?: string; timeoutMs?: number }): Promise<CliResult> {
-  return runScript('scripts/users.ts', args, { ...options, env: cliEnv(options.databaseUrl) });
+export function runUsersCli(
+  args: string[],
+  options: { databaseUrl: string; stdin?: string; timeoutMs?: number; env?: Record<string, string> },
+): Promise<CliResult> {
+  const { env, ...rest } = options;
+  return runScript('scripts/users.ts', args, { ...rest, env: { ...cliEnv(options.databaseUrl), ...env } });
 }
 
 /**
