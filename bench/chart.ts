@@ -1,10 +1,11 @@
 /**
  * The SVG chart of a benchmark run that bench/run.ts writes next to the results
- * file: each throughput target's req/s as a share of the Express floor's. A pure
+ * file: each throughput target's req/s as a share of the Express floor's, and
+ * the ES256/RS256 apps' as a share of the same route on the HS256 app. A pure
  * function of the results object; the SVG is self-contained (no scripts, no
  * external fonts or styles).
  */
-import { APP_TARGETS, fmtRatio, RATIO_GOALS, median, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
+import { APP_TARGETS, fmtRatio, HS256_TWIN, isAlgTarget, RATIO_GOALS, median, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
 
 /** The parts of a results object (bench/results.json) that the chart reads. */
 export interface ChartInput {
@@ -18,15 +19,20 @@ export interface ChartInput {
 
 interface Row {
   id: TargetId;
-  /** Median ratio to the Express floor. */
+  /** Median ratio to the panel's reference. */
   value: number;
-  /** Per-round ratios (app ÷ floor of the same round). */
+  /** Per-round ratios (target ÷ reference of the same round). */
   rounds: number[];
   goal: number | undefined;
 }
 
-/** Bars top to bottom; a target missing from the run has no bar. */
-const ORDER: TargetId[] = ['floor', 'me', 'uncached', 'token', 'ceiling'];
+/** The panels, each with its bars top to bottom (a target missing from the run has no bar) and what they are divided by. */
+const PANELS = [
+  { ids: ['floor', 'me', 'uncached', 'token', 'ceiling'], vs: 'express', caption: 'req/s ÷ Express floor req/s of the same round' },
+  { ids: ['meEs256', 'tokenEs256', 'meRs256', 'tokenRs256'], vs: 'hs256', caption: 'req/s ÷ req/s of the same route on the HS256 app, same round' },
+] as const satisfies readonly { ids: readonly TargetId[]; vs: 'express' | 'hs256'; caption: string }[];
+/** From the axis caption of one panel to the first bar of the next. */
+const PANEL_GAP = 56;
 const GOALS: Partial<Record<TargetId, number>> = RATIO_GOALS;
 /** The axis stops here; a longer bar (the node:http ceiling, often ~4×) is cut and says so. */
 const AXIS_CAP = 2;
@@ -50,13 +56,14 @@ function text(x: number, y: number, content: string, attrs = ''): string {
   return `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}"${attrs ? ` ${attrs}` : ''}>${escapeXml(content)}</text>`;
 }
 
-/** The rows to draw: every target with at least one round next to an Express floor run. */
-function rowsOf(r: ChartInput): Row[] {
-  const rows = ORDER.flatMap((id) => {
-    const rounds = r.rounds.map((x) => ratio(x.throughput[id], x.throughput.floor)).filter((v) => Number.isFinite(v));
+/** A panel's rows: every target of it with at least one round next to a run of its reference (floor or HS256 twin). */
+function rowsOf(r: ChartInput, panel: (typeof PANELS)[number]): Row[] {
+  const rows = panel.ids.flatMap((id: TargetId) => {
+    const reference = isAlgTarget(id) ? HS256_TWIN[id] : 'floor';
+    const rounds = r.rounds.map((x) => ratio(x.throughput[id], x.throughput[reference])).filter((v) => Number.isFinite(v));
     if (rounds.length === 0) return [];
     // results.json stores NaN as null: fall back to the median of the rounds.
-    const stored: unknown = (APP_TARGETS as readonly TargetId[]).includes(id) ? r.medians.ratios[id as AppTargetId]?.express : undefined;
+    const stored: unknown = (APP_TARGETS as readonly TargetId[]).includes(id) ? r.medians.ratios[id as AppTargetId]?.[panel.vs] : undefined;
     const value = typeof stored === 'number' && Number.isFinite(stored) ? stored : median(rounds);
     return [{ id, value, rounds, goal: GOALS[id] }];
   });
@@ -78,21 +85,21 @@ function header(r: ChartInput): string[] {
   const node = r.machine?.node ? `node ${r.machine.node}` : '';
   const rounds = `${r.rounds.length} round${r.rounds.length === 1 ? '' : 's'}`;
   return [
-    text(16, 26, 'Token Bridge benchmark: throughput as a share of the Express floor', 'font-size="15" font-weight="bold"'),
+    text(16, 26, 'Token Bridge benchmark: throughput as a share of a reference run in the same round', 'font-size="15" font-weight="bold"'),
     text(16, 45, [mode, date, commit, node, rounds].filter(Boolean).join(' · '), 'font-size="11" fill="#555"'),
   ];
 }
 
-/** Grid lines and tick labels every STEP, the 1.0 line darker. */
-function axis(max: number, x: (v: number) => number, bottom: number): string[] {
+/** A panel's grid lines and tick labels every STEP, the 1.0 line darker, and its caption. */
+function axis(max: number, x: (v: number) => number, top: number, bottom: number, caption: string): string[] {
   const out: string[] = [];
   for (let i = 0; i * STEP <= max + 1e-9; i += 1) {
     const v = i * STEP;
     const one = Math.abs(v - 1) < 1e-9;
-    out.push(`<line x1="${x(v).toFixed(1)}" y1="${TOP - 4}" x2="${x(v).toFixed(1)}" y2="${bottom}" stroke="${one ? '#888' : COLORS.grid}"/>`);
+    out.push(`<line x1="${x(v).toFixed(1)}" y1="${top - 4}" x2="${x(v).toFixed(1)}" y2="${bottom}" stroke="${one ? '#888' : COLORS.grid}"/>`);
     out.push(text(x(v), bottom + 14, i === 0 ? '0' : `${v.toFixed(1)}×`, 'font-size="10" fill="#666" text-anchor="middle"'));
   }
-  out.push(text(LABEL_W + PLOT_W / 2, bottom + 32, 'req/s ÷ Express floor req/s of the same round', 'font-size="11" fill="#444" text-anchor="middle"'));
+  out.push(text(LABEL_W + PLOT_W / 2, bottom + 32, caption, 'font-size="11" fill="#444" text-anchor="middle"'));
   return out;
 }
 
@@ -125,22 +132,28 @@ function row(r: Row, top: number, max: number, x: (v: number) => number): string
 /**
  * The ratio chart of a benchmark run as a self-contained SVG document: one
  * horizontal bar per throughput target present (length = median ratio to the
- * Express floor, which is the 1.00× reference bar), per-round ratios as dots,
- * and the goals of issue 6 as dashed lines. A run without the floor gets a note instead.
+ * Express floor, which is the 1.00× reference bar; for the ES256/RS256 apps, in
+ * a second panel, to the same route on the HS256 app), per-round ratios as
+ * dots, and the goals as dashed lines. A run without either reference gets a note instead.
  */
 export function renderRatioChart(results: ChartInput): string {
-  const rows = rowsOf(results);
-  const bottom = TOP + Math.max(rows.length, 1) * ROW_H;
+  const panels = PANELS.map((panel) => ({ ...panel, rows: rowsOf(results, panel) })).filter((panel) => panel.rows.length > 0);
   const body = header(results);
-  if (rows.length === 0) {
-    body.push(text(16, TOP + 24, 'No ratios: this run has no Express floor rounds next to other targets (see --only).', 'fill="#444"'));
+  let bottom = TOP + ROW_H;
+  if (panels.length === 0) {
+    body.push(text(16, TOP + 24, 'No ratios: this run has no Express floor or HS256 rounds next to other targets (see --only).', 'fill="#444"'));
   } else {
-    const max = axisMaxOf(rows);
+    const max = axisMaxOf(panels.flatMap((panel) => panel.rows));
     const x = (v: number) => LABEL_W + (Math.min(Math.max(v, 0), max) / max) * PLOT_W;
-    body.push(...axis(max, x, bottom), ...rows.flatMap((r, i) => row(r, TOP + i * ROW_H, max, x)));
+    let top = TOP;
+    for (const panel of panels) {
+      bottom = top + panel.rows.length * ROW_H;
+      body.push(...axis(max, x, top, bottom, panel.caption), ...panel.rows.flatMap((r, i) => row(r, top + i * ROW_H, max, x)));
+      top = bottom + PANEL_GAP;
+    }
     body.push(text(16, bottom + 52, 'Bars: median of the per-round ratios · dots: one round each · dashed: goal (green met, orange missed)', 'font-size="10" fill="#666"'));
   }
-  const height = bottom + (rows.length ? 64 : 20);
+  const height = bottom + (panels.length ? 64 : 20);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12">`,
     `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,

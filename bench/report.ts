@@ -4,28 +4,52 @@
  */
 import type { LatencySummary, LoginStats, RunStats } from './scenarios.js';
 
-export type TargetId = 'floor' | 'ceiling' | 'me' | 'uncached' | 'token';
+export type TargetId = 'floor' | 'ceiling' | 'me' | 'uncached' | 'token' | 'meEs256' | 'tokenEs256' | 'meRs256' | 'tokenRs256';
 
+/** Every target, in the order of the table. */
 export const TARGET_LABELS: Record<TargetId, string> = {
   floor: 'express floor: fixed JSON',
   ceiling: 'node:http + HS256 ceiling',
   me: 'app GET /api/me (bearer)',
   uncached: 'same, revocation cache off',
   token: 'app GET /auth/token (cookie)',
+  meEs256: 'app ES256: GET /api/me',
+  tokenEs256: 'app ES256: GET /auth/token',
+  meRs256: 'app RS256: GET /api/me',
+  tokenRs256: 'app RS256: GET /auth/token',
 };
 
-/** The goals of issue 6 for throughput: the least ratio to the Express floor. */
-export const RATIO_GOALS = { me: 0.8, token: 0.3 } as const;
-
 /** The app's targets: each gets ratios to both baselines. */
-export const APP_TARGETS = ['me', 'uncached', 'token'] as const;
+export const APP_TARGETS = ['me', 'uncached', 'token', 'meEs256', 'tokenEs256', 'meRs256', 'tokenRs256'] as const;
 export type AppTargetId = (typeof APP_TARGETS)[number];
+
+/** The targets on an app signing with ES256 or RS256, each with the same route on the HS256 app (its ratio `hs256`). */
+export const HS256_TWIN = { meEs256: 'me', tokenEs256: 'token', meRs256: 'me', tokenRs256: 'token' } as const satisfies Partial<Record<AppTargetId, AppTargetId>>;
+export type AlgTargetId = keyof typeof HS256_TWIN;
+
+export const isAlgTarget = (id: TargetId): id is AlgTargetId => id in HS256_TWIN;
+
+/**
+ * The throughput goals, each a least median ratio: the HS256 app's routes to
+ * the Express floor (issue 6), the ES256 app's to the same route on the HS256 app.
+ * RS256 has none: it is measured to show what RSA signing costs.
+ */
+export const RATIO_GOALS = { me: 0.8, token: 0.3, meEs256: 0.95, tokenEs256: 0.85 } as const satisfies Partial<Record<AppTargetId, number>>;
+const GOAL_NAMES: Record<keyof typeof RATIO_GOALS, string> = {
+  me: '/api/me vs express floor',
+  token: '/auth/token vs express floor',
+  meEs256: '/api/me ES256 vs HS256',
+  tokenEs256: '/auth/token ES256 vs HS256',
+};
+
+/** A throughput run and the server's CPU time per request over it (µs, from /proc; null where unreadable). */
+export type TargetRun = RunStats & { cpuUs?: number | null };
 
 export interface Round {
   round: number;
   /** The order the targets ran in this round (rotated every round). */
   order: TargetId[];
-  throughput: Partial<Record<TargetId, RunStats>>;
+  throughput: Partial<Record<TargetId, TargetRun>>;
   login?: LoginStats;
   healthz?: RunStats;
   /** /healthz at the same probe rate just before the storm, for comparison. */
@@ -87,9 +111,9 @@ export function memoryReport(m: MemoryReadings): MemoryReport {
 }
 
 export interface Medians {
-  throughput: Partial<Record<TargetId, { rps: number; p50: number; p99: number }>>;
-  /** Median over rounds of the per-round ratio app ÷ baseline. */
-  ratios: Partial<Record<AppTargetId, { express: number; http: number }>>;
+  throughput: Partial<Record<TargetId, { rps: number; p50: number; p99: number; cpuUs: number }>>;
+  /** Median over rounds of the per-round ratio app ÷ baseline (`hs256`: ÷ the same route on the HS256 app). */
+  ratios: Partial<Record<AppTargetId, { express: number; http: number; hs256?: number }>>;
   login?: { loginsPerSecond: number; postP50: number; postP99: number };
   healthz?: { p50: number; p99: number; worstP99: number };
   healthzIdle?: { p50: number; p99: number };
@@ -134,12 +158,15 @@ export function computeMedians(rounds: readonly Round[]): Medians {
   const out: Medians = { throughput: {}, ratios: {} };
   for (const id of Object.keys(TARGET_LABELS) as TargetId[]) {
     const runs = present(rounds.map((r) => r.throughput[id]));
-    if (runs.length) out.throughput[id] = { rps: median(runs.map((r) => r.rps)), ...p50p99(runs.map((r) => r.latency)) };
+    if (runs.length) out.throughput[id] = { rps: median(runs.map((r) => r.rps)), ...p50p99(runs.map((r) => r.latency)), cpuUs: median(runs.map((r) => r.cpuUs ?? NaN)) };
   }
   for (const id of APP_TARGETS) {
     const express = rounds.map((r) => ratio(r.throughput[id], r.throughput.floor));
     const http = rounds.map((r) => ratio(r.throughput[id], r.throughput.ceiling));
-    if (express.some(Number.isFinite) || http.some(Number.isFinite)) out.ratios[id] = { express: median(express), http: median(http) };
+    const hs256 = isAlgTarget(id) ? rounds.map((r) => ratio(r.throughput[id], r.throughput[HS256_TWIN[id]])) : [];
+    if ([...express, ...http, ...hs256].some(Number.isFinite)) {
+      out.ratios[id] = { express: median(express), http: median(http), ...(isAlgTarget(id) && { hs256: median(hs256) }) };
+    }
   }
   const logins = present(rounds.map((r) => r.login));
   if (logins.length) {
@@ -173,7 +200,7 @@ function fmtErrors(runs: readonly (RunStats | null | undefined)[]): string {
 /** Errors of the app's scenarios and of the baselines, separately. */
 export function countErrors(rounds: readonly Round[], memory: MemoryReport | undefined): { app: Errors; baselines: Errors } {
   return {
-    app: sumErrors([...rounds.flatMap((r) => [r.throughput.me, r.throughput.uncached, r.throughput.token, r.login, r.healthz, r.healthzIdle]), memory?.run]),
+    app: sumErrors([...rounds.flatMap((r) => [...APP_TARGETS.map((id) => r.throughput[id]), r.login, r.healthz, r.healthzIdle]), memory?.run]),
     baselines: sumErrors(rounds.flatMap((r) => [r.throughput.floor, r.throughput.ceiling])),
   };
 }
@@ -181,15 +208,12 @@ export function countErrors(rounds: readonly Round[], memory: MemoryReport | und
 export function evaluateGoals(m: Medians, memory: MemoryReport | undefined, errors: Errors): Goal[] {
   const goals: Goal[] = [];
   // Three decimals, so a value just under a goal never reads as the goal itself (0.298, not 0.30).
-  const ratioGoal = (name: string, id: keyof typeof RATIO_GOALS) => {
-    const value = m.ratios[id]?.express;
-    const min = RATIO_GOALS[id];
-    if (value === undefined) return;
+  for (const [id, min] of Object.entries(RATIO_GOALS) as [keyof typeof RATIO_GOALS, number][]) {
+    const value = isAlgTarget(id) ? m.ratios[id]?.hs256 : m.ratios[id]?.express;
+    if (value === undefined) continue;
     const finite = Number.isFinite(value);
-    goals.push({ name, target: `≥ ${min.toFixed(2)}×`, value: `${finite ? value.toFixed(3) : '?'}×`, pass: finite ? value >= min : null });
-  };
-  ratioGoal('/api/me vs express floor', 'me');
-  ratioGoal('/auth/token vs express floor', 'token');
+    goals.push({ name: GOAL_NAMES[id], target: `≥ ${min.toFixed(2)}×`, value: `${finite ? value.toFixed(3) : '?'}×`, pass: finite ? value >= min : null });
+  }
   if (m.healthz) goals.push({ name: '/healthz p99 during sign-in storm', target: '≤ 100 ms', value: `${fmtMs(m.healthz.p99)} ms (worst round ${fmtMs(m.healthz.worstP99)})`, pass: m.healthz.p99 <= 100 });
   if (memory && memory.growth !== null) {
     goals.push({ name: `RSS growth over ${fmtInt(memory.requests)} requests (troughs)`, target: '< 50 MB', value: `${fmtMb(memory.growth)} MB`, pass: memory.growth < 50 * 1024 * 1024 });
@@ -255,10 +279,18 @@ export function renderReport(r: ReportInput): string {
       const ratios = r.medians.ratios[id as AppTargetId];
       const vsExpress = id === 'floor' ? 1 : id === 'ceiling' ? baselineRatio('ceiling', 'floor') : (ratios?.express ?? NaN);
       const vsHttp = id === 'ceiling' ? 1 : id === 'floor' ? baselineRatio('floor', 'ceiling') : (ratios?.http ?? NaN);
-      return [TARGET_LABELS[id], fmtInt(m.rps), fmtMs(m.p50), fmtMs(m.p99), fmtRatio(vsExpress), fmtRatio(vsHttp), fmtErrors(runs), runs.map((x) => fmtK(x.rps)).join(' ')];
+      const vsHs256 = isAlgTarget(id) ? fmtRatio(ratios?.hs256 ?? NaN) : '';
+      return [TARGET_LABELS[id], fmtInt(m.rps), fmtMs(m.p50), fmtMs(m.p99), fmtInt(m.cpuUs), fmtRatio(vsExpress), fmtRatio(vsHttp), vsHs256, fmtErrors(runs), runs.map((x) => fmtK(x.rps)).join(' ')];
     });
     out.push(`Throughput: ${r.connections} keep-alive connections, medians of ${r.rounds.length} alternating rounds; ratios are medians of per-round ratios`);
-    out.push(table(['target', 'req/s', 'p50 ms', 'p99 ms', '× express', '× node:http', 'err/non2xx/bad', 'req/s per round'], rows), '');
+    out.push(table(['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× express', '× node:http', '× HS256', 'err/non2xx/bad', 'req/s per round'], rows));
+    const algIds = ids.filter(isAlgTarget);
+    if (algIds.length) out.push('  × HS256 per round (req/s ÷ the same route on the HS256 app in that round):');
+    for (const id of algIds) {
+      const perRound = r.rounds.map((x) => fmtRatio(ratio(x.throughput[id], x.throughput[HS256_TWIN[id]])));
+      out.push(`    ${TARGET_LABELS[id].padEnd(Math.max(...algIds.map((a) => TARGET_LABELS[a].length)))}  ${perRound.join(' ')}`);
+    }
+    out.push('');
   }
   if (r.medians.login) {
     const l = r.medians.login;
@@ -294,7 +326,7 @@ export function renderReport(r: ReportInput): string {
     );
     out.push(`  lowest RSS of each tenth of the run (MB): ${tenths(m.series).map(fmtMb).join(' ')}`, '');
   }
-  out.push('Goals (issue 6)');
+  out.push('Goals');
   out.push(table(['goal', 'target', 'measured', ''], r.goals.map((g) => [g.name, g.target, g.value, g.pass === null ? '?' : g.pass ? 'met' : 'MISSED'])));
   return out.join('\n');
 }

@@ -28,15 +28,18 @@ import { browserHeaders, fixedAmount, loginStorm, LOOPBACK, probeLatency, PROXY_
 
 // ------------------------------------------------------------------ options
 
-const SCENARIOS = ['floor', 'ceiling', 'me', 'uncached', 'token', 'login', 'rss'];
+const SCENARIOS = ['floor', 'ceiling', 'me', 'uncached', 'token', 'es256', 'rs256', 'login', 'rss'];
+/** Not in the default run: asked for by name with --only. */
+const OPT_IN = ['uncached', 'rs256'];
 
 const USAGE = `usage: npm run bench [-- options]
   --quick          short run (< 1 minute): 3 rounds of 1 s, 10,000 requests (at most 8 s) for RSS
   --rounds N       alternating rounds (default 5, quick 3)
   --duration S     seconds per throughput run (default 6, quick 1)
   --rss-seconds S  time limit of the RSS run (default 60, quick 8)
-  --only LIST      comma list of ${SCENARIOS.join(',')} (default: all but uncached;
-                   uncached = /api/me on a second instance with REVOCATION_CACHE_TTL=0)
+  --only LIST      comma list of ${SCENARIOS.join(',')} (default: all but ${OPT_IN.join(' and ')};
+                   uncached = /api/me on a second instance with REVOCATION_CACHE_TTL=0;
+                   es256, rs256 = /api/me and /auth/token on an app with that JWT_ALGORITHM)
   --cpu-prof DIR   run the app under node --cpu-prof, profiles written to DIR (open them in Chrome DevTools)
   --out FILE       results file (default bench/results.json); the chart goes next to it as .svg
   --no-chart       do not write the SVG chart
@@ -68,7 +71,7 @@ function settingsFrom(argv: string[]) {
     if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${flag} wants a number from ${min} to ${max}`);
     return n;
   };
-  const only = values.only?.split(',').map((x) => x.trim()).filter(Boolean) ?? SCENARIOS.filter((x) => x !== 'uncached');
+  const only = values.only?.split(',').map((x) => x.trim()).filter(Boolean) ?? SCENARIOS.filter((x) => !OPT_IN.includes(x));
   if (only.length === 0 || only.some((x) => !SCENARIOS.includes(x))) throw new Error(`--only takes a comma list of ${SCENARIOS.join(', ')}`);
   const quick = values.quick === true;
   const s = {
@@ -92,8 +95,8 @@ function settingsFrom(argv: string[]) {
     /** Hard limit of the whole run, after which everything is killed. */
     maxTotalSeconds: 0,
   };
-  // Worst case of the rounds plus setup, RSS and slack; the full run stays under 5 minutes.
-  s.maxTotalSeconds = Math.max(quick ? 120 : 480, 60 + s.rounds * (6 * s.seconds + s.loginSeconds + 20) + s.rssSeconds + 60);
+  // Worst case of the rounds (all nine throughput targets and slack) plus setup, RSS and slack; the full run stays under 5 minutes.
+  s.maxTotalSeconds = Math.max(quick ? 120 : 480, 60 + s.rounds * (10 * s.seconds + s.loginSeconds + 20) + s.rssSeconds + 60);
   return s;
 }
 
@@ -159,6 +162,19 @@ function memoryOf(pid: number | undefined): { rss: number; hwm: number } | null 
   }
 }
 
+/** CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat (Linux), or null elsewhere. */
+function cpuSecondsOf(pid: number | undefined): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the command name (in parentheses, may hold spaces): utime and stime are the 12th and 13th,
+    // in clock ticks of USER_HZ, which is 100 on the Linux platforms Node runs on.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /** A JWT for the ceiling baseline, signed here with node:crypto (same claims shape as the app's). */
 function ceilingToken(key: string): string {
   const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -214,11 +230,11 @@ async function startApp(name: string, nodeArgs: string[], env: Record<string, st
 }
 
 /** Starts a baseline (it listens on a port of its choosing and logs it). */
-async function startBaseline(name: string, file: string, env: Record<string, string> = {}): Promise<number> {
+async function startBaseline(name: string, file: string, env: Record<string, string> = {}): Promise<{ proc: NodeProcess; port: number }> {
   status(`starting the ${name}`);
   const proc = spawnNode(['--import', 'tsx', path.join(root, 'bench', 'baselines', file)], { NODE_ENV: 'production', PORT: '0', ...env });
   children.push({ name, proc });
-  return whenReady(proc, () => listeningPort(proc.stdout()), 30_000);
+  return { proc, port: await whenReady(proc, () => listeningPort(proc.stdout()), 30_000) };
 }
 
 // ----------------------------------------------------------------- app setup
@@ -250,6 +266,9 @@ async function setUpApp(port: number, poolSize: number) {
 
 // ---------------------------------------------------------------------- main
 
+/** The targets of the apps signing with ES256 and RS256 (each app has its own database and key set). */
+const ALG_TARGETS = { ES256: { me: 'meEs256', token: 'tokenEs256' }, RS256: { me: 'meRs256', token: 'tokenRs256' } } as const;
+
 async function main(): Promise<number> {
   const s = settingsFrom(process.argv.slice(2));
   if (!existsSync(path.join(root, 'dist', 'server.js'))) throw new Error('dist/server.js is missing: run `npm run bench` (it builds first) or `npm run build`');
@@ -266,7 +285,8 @@ async function main(): Promise<number> {
 
   let app: { proc: NodeProcess; port: number } | undefined;
   let uncached: typeof app;
-  if (['me', 'uncached', 'token', 'login', 'rss'].some(wants)) {
+  const signers: { alg: 'ES256' | 'RS256'; proc: NodeProcess; port: number }[] = [];
+  if (['me', 'uncached', 'token', 'es256', 'rs256', 'login', 'rss'].some(wants)) {
     status('starting the app (production, fresh SQLite file)');
     const appEnv = {
       NODE_ENV: 'production',
@@ -278,16 +298,25 @@ async function main(): Promise<number> {
       SESSION_SECRET: secret(),
       TRUST_PROXY: 'loopback',
     };
-    app = await startApp('app', s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${s.cpuProf}`] : [], appEnv);
+    // The HS256 app's profile goes to the --cpu-prof folder, the ES256 and RS256 apps' to its es256/ and rs256/.
+    const profiled = (folder: string) => (s.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(s.cpuProf, folder)}`] : []);
+    app = await startApp('app', profiled(''), appEnv);
     if (wants('uncached')) {
       // A second instance on the same database file and keys, without the revocation cache:
       // the same token, checked against the database (two indexed lookups) on every call.
       status('starting a second app instance with REVOCATION_CACHE_TTL=0');
       uncached = await startApp('app, revocation cache off', [], { ...appEnv, REVOCATION_CACHE_TTL: '0' });
     }
+    for (const alg of ['ES256', 'RS256'] as const) {
+      if (!wants(alg.toLowerCase())) continue;
+      // Its own database, where it creates its key set on first start; set up through the forms like the HS256 app.
+      status(`starting an app with JWT_ALGORITHM=${alg} (its own SQLite file)`);
+      const env = { ...appEnv, JWT_ALGORITHM: alg, DATABASE_URL: `sqlite:${path.join(tmp, `bench-${alg.toLowerCase()}.sqlite`)}` };
+      signers.push({ alg, ...(await startApp(`app, ${alg}`, profiled(alg.toLowerCase()), env)) });
+    }
   }
-  const floorPort = wants('floor') ? await startBaseline('express floor', 'express-floor.ts') : undefined;
-  const ceilingPort = wants('ceiling') ? await startBaseline('node:http ceiling', 'http-ceiling.ts', { BENCH_JWT_KEY: jwtKey }) : undefined;
+  const floor = wants('floor') ? await startBaseline('express floor', 'express-floor.ts') : undefined;
+  const ceiling = wants('ceiling') ? await startBaseline('node:http ceiling', 'http-ceiling.ts', { BENCH_JWT_KEY: jwtKey }) : undefined;
 
   // -- users and tokens through the real forms; the baselines answer what they should
   if (app) status('setup: registering users through the register form');
@@ -296,20 +325,31 @@ async function main(): Promise<number> {
   const ceilingJwt = ceilingToken(jwtKey);
   const floorBody = JSON.stringify({ id: '1', username: 'bench_floor', roles: [] });
   const ceilingBody = JSON.stringify({ id: '1', username: 'bench_ceiling', roles: [] });
-  for (const [port, expected] of [[floorPort, floorBody], [ceilingPort, ceilingBody]] as const) {
-    if (port === undefined) continue;
-    const res = await callApi(`http://${LOOPBACK}:${port}`, ceilingJwt);
-    if (res.status !== 200 || res.text !== expected) throw new Error(`the baseline on port ${port} answered ${res.status}: ${res.text.slice(0, 200)}`);
+  for (const [base, expected] of [[floor, floorBody], [ceiling, ceilingBody]] as const) {
+    if (base === undefined) continue;
+    const res = await callApi(`http://${LOOPBACK}:${base.port}`, ceilingJwt);
+    if (res.status !== 200 || res.text !== expected) throw new Error(`the baseline on port ${base.port} answered ${res.status}: ${res.text.slice(0, 200)}`);
+  }
+
+  // The app instances' routes: which target each one's /api/me and /auth/token are, and its user's token and cookie.
+  type Fixture = Awaited<ReturnType<typeof setUpApp>>;
+  const instances: { proc: NodeProcess; port: number; fixture: Fixture; me?: TargetId; token?: TargetId }[] = [];
+  if (app && fixture) instances.push({ ...app, fixture, me: wants('me') ? 'me' : undefined, token: wants('token') ? 'token' : undefined });
+  if (uncached && fixture) instances.push({ ...uncached, fixture, me: 'uncached' });
+  for (const signer of signers) {
+    const ids = ALG_TARGETS[signer.alg];
+    instances.push({ ...signer, fixture: await setUpApp(signer.port, 0), ...ids });
   }
 
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-  const targets: { id: TargetId; port: number; path: string; headers: Record<string, string>; expect: string | ((b: string) => boolean) }[] = [];
-  if (floorPort) targets.push({ id: 'floor', port: floorPort, path: '/api/me', headers: {}, expect: floorBody });
-  if (ceilingPort) targets.push({ id: 'ceiling', port: ceilingPort, path: '/api/me', headers: bearer(ceilingJwt), expect: ceilingBody });
-  if (app && fixture && wants('me')) targets.push({ id: 'me', port: app.port, path: '/api/me', headers: bearer(fixture.token), expect: fixture.meBody });
-  if (uncached && fixture) targets.push({ id: 'uncached', port: uncached.port, path: '/api/me', headers: bearer(fixture.token), expect: fixture.meBody });
+  type Target = { id: TargetId; proc: NodeProcess; port: number; path: string; headers: Record<string, string>; expect: string | ((b: string) => boolean) };
+  const targets: Target[] = [];
+  if (floor) targets.push({ id: 'floor', ...floor, path: '/api/me', headers: {}, expect: floorBody });
+  if (ceiling) targets.push({ id: 'ceiling', ...ceiling, path: '/api/me', headers: bearer(ceilingJwt), expect: ceilingBody });
   const tokenBody = (b: string) => b.startsWith('{"token":"ey') && b.includes('"token_type":"Bearer"');
-  if (app && fixture && wants('token')) targets.push({ id: 'token', port: app.port, path: '/auth/token', headers: { ...PROXY_HEADERS, cookie: fixture.cookie }, expect: tokenBody });
+  // A route's targets next to each other (HS256, then ES256, RS256), so that a ratio to HS256 compares runs close in time.
+  for (const { me, proc, port, fixture: f } of instances) if (me) targets.push({ id: me, proc, port, path: '/api/me', headers: bearer(f.token), expect: f.meBody });
+  for (const { token, proc, port, fixture: f } of instances) if (token) targets.push({ id: token, proc, port, path: '/auth/token', headers: { ...PROXY_HEADERS, cookie: f.cookie }, expect: tokenBody });
 
   // -- warm-up (not recorded): JIT, connection pools, SQLite page cache
   for (const t of targets) {
@@ -324,7 +364,11 @@ async function main(): Promise<number> {
     const round: Round = { round: r + 1, order: order.map((t) => t.id), throughput: {} };
     for (const t of order) {
       status(`round ${r + 1}/${s.rounds} · ${TARGET_LABELS[t.id]}`);
-      round.throughput[t.id] = await throughput({ ...t, connections: s.connections, seconds: s.seconds });
+      const cpuBefore = cpuSecondsOf(t.proc.child.pid);
+      const run = await throughput({ ...t, connections: s.connections, seconds: s.seconds });
+      const cpuAfter = cpuSecondsOf(t.proc.child.pid);
+      const cpuUs = cpuBefore !== null && cpuAfter !== null && run.requests > 0 ? ((cpuAfter - cpuBefore) * 1e6) / run.requests : null;
+      round.throughput[t.id] = { ...run, cpuUs };
     }
     if (app && fixture && wants('login')) {
       status(`round ${r + 1}/${s.rounds} · /healthz probe, app idle`);

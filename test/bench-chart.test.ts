@@ -57,6 +57,23 @@ describe('bench chart (renderRatioChart)', () => {
     expect(svg).to.include('4.00× (off scale)');
   });
 
+  it('draws the ES256 and RS256 apps in a panel of their own, against the same route on the HS256 app', () => {
+    const input = results();
+    input.rounds = input.rounds.map(({ throughput: t }) => ({
+      throughput: { ...t, meEs256: run(t.me!.rps * 0.97), tokenEs256: run(t.token!.rps * 0.83), meRs256: run(t.me!.rps * 0.99), tokenRs256: run(t.token!.rps * 0.41) },
+    }));
+    const svg = renderRatioChart(input);
+    expect(svg).to.include('req/s ÷ Express floor req/s of the same round');
+    expect(svg).to.include('req/s ÷ req/s of the same route on the HS256 app, same round');
+    for (const label of ['0.97×', '0.83×', '0.99×', '0.41×', 'goal ≥ 0.95×', 'goal ≥ 0.85×', 'app RS256: GET /auth/token']) expect(svg).to.include(label);
+    // Goals for the HS256 routes and for ES256, none for RS256: it is there to show what RSA signing costs.
+    expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
+    // Met: /api/me (0.82 ≥ 0.80) and ES256 /api/me (0.97 ≥ 0.95); missed: /auth/token (0.28) and ES256 /auth/token (0.83).
+    expect(svg.match(/<rect [^>]*fill="#5a9e68"/g)).to.have.length(2);
+    expect(svg.match(/<rect [^>]*fill="#dd8a3c"/g)).to.have.length(2);
+    expect(svg.match(/<circle /g)).to.have.length(6 + 4 * 3);
+  });
+
   it('escapes the text it inserts', () => {
     const svg = renderRatioChart(results());
     expect(svg).to.include('commit abc&lt;&amp;&gt;&quot;def (uncommitted changes)');
