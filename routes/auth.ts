@@ -42,6 +42,9 @@ export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): Req
   };
 }
 
+/** Shown on the sign-in page a password reset sends the browser to (`?reset=1`). */
+export const PASSWORD_RESET_NOTICE = 'Your password was changed and you were signed out everywhere. Sign in with your new password.';
+
 /** The one message for every failed sign-in, whether or not the name exists. */
 export const LOGIN_FAILED = 'Invalid username or password';
 
@@ -59,7 +62,8 @@ export function authRoutes(deps: AuthRouteDeps): Router {
 
   function showLogin(req: Request, res: Response) {
     if (req.user) return res.redirect(303, safeReturnTo(req.query.returnTo));
-    renderLogin(res, 200, { returnTo: safeReturnTo(req.query.returnTo), username: '', error: null });
+    const notice = req.query.reset === '1' ? PASSWORD_RESET_NOTICE : null;
+    renderLogin(res, 200, { returnTo: safeReturnTo(req.query.returnTo), username: '', error: null, notice });
   }
 
   async function login(req: Request, res: Response) {
@@ -140,8 +144,8 @@ export function authRoutes(deps: AuthRouteDeps): Router {
   return router;
 }
 
-function renderLogin(res: Response, status: number, view: { returnTo: string; username: string; error: string | null }) {
-  res.status(status).render('login', { title: 'Sign in', ...view });
+function renderLogin(res: Response, status: number, view: { returnTo: string; username: string; error: string | null; notice?: string | null }) {
+  res.status(status).render('login', { title: 'Sign in', notice: null, ...view });
 }
 
 function tooManyAttempts(seconds: number): string {

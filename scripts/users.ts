@@ -11,11 +11,12 @@ import { loadPublicUrl, readEnvironment } from '../config.js';
 import type { Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
 import { PasswordResetService, RESET_LINK_LIFETIME_MS } from '../services/password-reset.js';
-import { InvalidRoleError } from '../errors.js';
+import { InvalidRoleError, UnknownUserError } from '../errors.js';
 import { ROLE_PATTERN, UserAdmin } from '../services/user-admin.js';
 import { UserService } from '../services/users.js';
 import { RevocationService } from '../services/revocation.js';
 import { SessionService } from '../services/sessions.js';
+import { TwoFactorService } from '../services/two-factor.js';
 
 const USAGE = `usage: npm run users -- <command>
   create <username> [--role <role>]   password from stdin
@@ -24,7 +25,8 @@ const USAGE = `usage: npm run users -- <command>
   enable <username>
   grant <username> <role>
   revoke <username> <role>
-  reset-link <username>               prints a one-time password-reset URL (PUBLIC_URL)`;
+  reset-link <username>               prints a one-time password-reset URL (PUBLIC_URL)
+  reset-2fa <username>                turns two-factor authentication off (a lost device)`;
 
 const CLI_ACTOR = { ip: null, userAgent: 'users-cli' } as const;
 /** Revocations must outlive any token; the CLI does not know JWT_EXPIRES_IN, so it keeps them a day. */
@@ -110,6 +112,17 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
       process.stderr.write(
         `one-time link for ${link.user.username}, valid ${RESET_LINK_LIFETIME_MS / 60_000} minutes (until ${link.expiresAt.toISOString()}); give it to them privately\n`,
       );
+      return;
+    }
+    case 'reset-2fa': {
+      const [username] = rest;
+      if (!username || rest.length !== 1) throw new CliError(USAGE, 2);
+      const user = await users.findByUsername(username);
+      if (!user) throw new UnknownUserError(username);
+      // Only deletes: no secret is read, so the CLI still needs no JWT_SECRET_KEY.
+      const twoFactor = new TwoFactorService({ database: db, secrets: [], issuer: '', clock: systemClock });
+      const wasOn = await twoFactor.resetForLostDevice(user, CLI_ACTOR, audit);
+      out(`${user.username}: two-factor authentication ${wasOn ? 'is off; they sign in with the password and may set it up again' : 'was off already (no change)'}`);
       return;
     }
     default:

@@ -5,6 +5,7 @@ import { Op, UniqueConstraintError } from 'sequelize';
 import type { Clock } from '../clock.js';
 import { TwoFactorUnavailableError } from '../errors.js';
 import type { Database } from '../models/database.js';
+import type { AuditActor, AuditLog } from './audit-log.js';
 import { seal, unseal, type SealContext } from './key-encryption.js';
 
 /** RFC 6238 as every authenticator app reads it: SHA-1, 6 digits, 30 s (otplib's defaults, spelled out in the URI). */
@@ -167,6 +168,18 @@ export class TwoFactorService {
       await recoveryCodes.destroy({ where: { userId }, transaction });
       return wasOn;
     });
+  }
+
+  /**
+   * `npm run users -- reset-2fa` (a lost device, no recovery code left):
+   * two-factor off, its secret and recovery codes deleted, audited. The
+   * user signs in with the password alone and may set it up again. False
+   * (nothing recorded) when it was off.
+   */
+  async resetForLostDevice(user: { id: number; username: string }, actor: AuditActor, audit: AuditLog): Promise<boolean> {
+    const wasOn = await this.disable(user.id);
+    if (wasOn) await audit.record('two_factor_reset', { ...actor, userId: user.id, username: user.username });
+    return wasOn;
   }
 
   /**

@@ -174,6 +174,8 @@ describe('password reset links (npm run users -- reset-link, /auth/reset/:token)
       const res = await submit(path, NEW_PASSWORD);
       expect(res.status, res.text).to.equal(303);
       expect(res.headers.location).to.equal('/auth/login?reset=1');
+      expect((await browser(t.server).get('/auth/login?reset=1').expect(200)).text).to.include('Your password was changed and you were signed out everywhere.');
+      expect((await browser(t.server).get('/auth/login').expect(200)).text).to.not.include('you were signed out everywhere');
       await browser(t.server).get(path).expect(404);
       const again = browser(t.server);
       const form = await again.get('/auth/login').expect(200);

@@ -4,7 +4,7 @@ import { generate } from 'otplib';
 import request from 'supertest';
 import { freshDatabase, startTestApp, tempSqliteUrl, type TestApp } from './helpers/app.js';
 import { browser, csrfFrom, registerUser, sessionCookie, STRONG_PASSWORD, uniqueName, type Agent } from './helpers/browser.js';
-import { runKeysCli } from './helpers/cli.js';
+import { runKeysCli, runUsersCli } from './helpers/cli.js';
 import { TestClock } from './helpers/clock.js';
 
 const STEP_MS = 30_000;
@@ -430,5 +430,41 @@ describe('TOTP secrets and a new JWT_SECRET_KEY', function () {
     expect(cli.code, cli.stderr).to.equal(0);
     expect(cli.stdout).to.match(/and 1 two-factor secret\(s\)/);
     expect(await secondStepWith(NEW, username, totpSecret)).to.equal(302);
+  });
+});
+
+describe('npm run users -- reset-2fa (a lost device)', function () {
+  this.timeout(60_000);
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let t: TestApp;
+  before(async () => {
+    db = await freshDatabase();
+    t = await startTestApp({ databaseUrl: db.url });
+  });
+  after(async () => {
+    await t.close();
+    await db.cleanup();
+  });
+
+  it('turns two-factor off so the password alone signs in, deletes the recovery codes, audits it, and says when there was nothing to do', async () => {
+    const agent = browser(t.server);
+    const username = await registerUser(agent);
+    const page = await agent.get('/account/2fa').expect(200);
+    await agent.post('/account/2fa').type('form').send({ _csrf: csrfFrom(page.text), code: await codeAt(secretFrom(page.text), Date.now()), currentPassword: STRONG_PASSWORD }).expect(200);
+    expect((await submit(browser(t.server), '/auth/login', { username, password: STRONG_PASSWORD })).headers.location).to.equal('/auth/2fa');
+
+    const reset = await runUsersCli(['reset-2fa', username], { databaseUrl: db.url });
+    expect(reset.code, reset.stderr).to.equal(0);
+    expect(reset.stdout).to.match(/two-factor authentication is off/);
+    expect((await submit(browser(t.server), '/auth/login', { username, password: STRONG_PASSWORD })).headers.location).to.equal('/');
+    const user = await t.database.users.findOne({ where: { username } });
+    expect(await t.database.recoveryCodes.count({ where: { userId: user!.id } })).to.equal(0);
+    expect(await t.database.auditEvents.count({ where: { userId: user!.id, event: 'two_factor_reset' } })).to.equal(1);
+
+    const again = await runUsersCli(['reset-2fa', username], { databaseUrl: db.url });
+    expect([again.code, again.stdout]).to.deep.equal([0, `${username}: two-factor authentication was off already (no change)\n`]);
+    const unknown = await runUsersCli(['reset-2fa', 'nobody-here'], { databaseUrl: db.url });
+    expect(unknown.code).to.equal(1);
+    expect(unknown.stderr.trim().split('\n')).to.have.length(1);
   });
 });
