@@ -1,16 +1,18 @@
 import { expect } from 'chai';
-import { createHmac, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createHmac, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import request from 'supertest';
+import { openDatabase, type Database } from '../models/database.js';
 import { AuditLog } from '../services/audit-log.js';
-import { KeySetService } from '../services/signing-keys.js';
+import { KeySetService, KeySetStore } from '../services/signing-keys.js';
 import { freshDatabase, startTestApp, type TestApp } from './helpers/app.js';
 import { userWithToken } from './helpers/browser.js';
 import { runKeysCli } from './helpers/cli.js';
 import { TestClock } from './helpers/clock.js';
 import { randomSecret, runUntilExit, tempDir } from './helpers/process.js';
+import { waitUntil } from './helpers/remote-browser.js';
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -20,6 +22,27 @@ async function apiStatus(t: TestApp, token: string): Promise<number> {
   const res = await request(t.server).get('/api/me').set('Authorization', `Bearer ${token}`);
   if (res.status === 401) expect(res.headers['www-authenticate']).to.match(/error="invalid_token"/);
   return res.status;
+}
+
+/** Why /api refused a token (its `error_description`), or 'accepted'. */
+async function apiRefusal(t: TestApp, token: string): Promise<string> {
+  const res = await request(t.server).get('/api/me').set('Authorization', `Bearer ${token}`);
+  if (res.status === 200) return 'accepted';
+  expect(res.status).to.equal(401);
+  return /error_description="([^"]*)"/.exec(String(res.headers['www-authenticate']))?.[1] ?? '';
+}
+
+/** The keys GET /.well-known/jwks.json serves. */
+async function publishedKeys(t: TestApp): Promise<JSONWebKeySet['keys']> {
+  return ((await request(t.server).get('/.well-known/jwks.json').expect(200)).body as JSONWebKeySet).keys;
+}
+
+const KEY_EVENTS = ['key_added', 'key_rotated', 'key_revoked', 'keys_reencrypted'];
+
+/** The key-set audit rows, oldest first, as `event detail (user agent)`. */
+async function keyAudit(database: Database): Promise<string[]> {
+  const rows = await database.auditEvents.findAll({ where: { event: KEY_EVENTS }, order: [['id', 'ASC']] });
+  return rows.map((r) => `${r.event} ${r.detail ?? '-'} (${r.userAgent ?? '-'}${r.ip === null ? '' : ` ${r.ip}`})`);
 }
 
 for (const alg of ['ES256', 'RS256'] as const) {
@@ -154,10 +177,16 @@ describe('ES256 key set on one database shared by two instances', function () {
   });
 
   it('restart keeps the keys: a new instance publishes the same kids and accepts the old token', async () => {
+    const before = await publishedKeys(b);
+    expect(before.map((k) => k.kid)).to.have.members([oldKid, b.signingKeys!.signer().kid]);
     const c = await startTestApp({ databaseUrl: db.url, env, clock: clock.read });
     try {
+      const after = await publishedKeys(c);
+      expect(after.map((k) => k.kid)).to.have.members(before.map((k) => k.kid));
+      expect(after, 'the same public keys under those kids').to.have.deep.members(before);
+      expect(c.signingKeys!.signer().kid).to.equal(b.signingKeys!.signer().kid);
       expect(await apiStatus(c, oldToken)).to.equal(200);
-      expect(await a.database.signingKeys.count()).to.equal(2);
+      expect(await a.database.signingKeys.count(), 'no key made at the restart').to.equal(2);
     } finally {
       await c.close();
     }
@@ -176,32 +205,164 @@ describe('ES256 key set on one database shared by two instances', function () {
   });
 });
 
+describe('instances racing to create the first key (ES256)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp(); // HS256: a migrated database with no key yet
+  });
+  after(() => t?.close());
+
+  it('eight first starts at once: exactly one creates the current key, the others find it and none fails', async () => {
+    const settings = { ...t.config.jwt, algorithm: 'ES256' as const };
+    // Each call reads "no current key" before any has inserted one, so all eight try to insert.
+    const created = await Promise.all(Array.from({ length: 8 }, () => new KeySetStore(t.database, settings, Date.now).ensureCurrent()));
+    const rows = await t.database.signingKeys.findAll();
+    expect(rows.map((r) => r.state)).to.deep.equal(['current']);
+    expect(created.filter((kid) => kid !== null)).to.deep.equal([rows[0]!.kid]);
+  });
+});
+
+describe('a previous key (ES256) leaves the key set by itself once its last token has expired', () => {
+  const clock = new TestClock();
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({ env: { JWT_ALGORITHM: 'ES256' }, clock: clock.read });
+  });
+  after(() => t?.close());
+
+  it('published and verifying until retirement + token lifetime + clock tolerance, then out of the JWKS and refused', async () => {
+    const { token } = await userWithToken(t.server);
+    const oldKid = kidOf(token);
+    const oldKey = t.signingKeys!.signer().privateKey;
+    const keySet = new KeySetService({ store: t.signingKeys!.keySet, audit: new AuditLog(t.database, clock.read), keys: t.signingKeys! });
+    const { current, previous } = await keySet.rotate({ ip: null, userAgent: 'test' });
+    expect(previous).to.equal(oldKid);
+    const row = (await t.database.signingKeys.findByPk(oldKid))!;
+    expect(row.state).to.equal('previous');
+    const lifetimeMs = (t.config.jwt.expiresInSeconds + t.config.jwt.clockToleranceSeconds) * 1000;
+    const verifyUntil = row.retiredAt!.getTime() + lifetimeMs;
+    expect(row.verifyUntil!.getTime()).to.equal(verifyUntil);
+    // The old key's signature on claims that are not expired: when it is refused, only the key can be why.
+    const claims = jwt.decode(token) as Record<string, unknown>;
+    const signedByOldKeyNow = () => {
+      const iat = Math.floor(clock.read() / 1000);
+      return jwt.sign({ ...claims, iat, exp: iat + 3600, jti: randomUUID() }, oldKey, { algorithm: 'ES256', header: { alg: 'ES256', typ: 'JWT', kid: oldKid } as jwt.JwtHeader });
+    };
+
+    // The last second of the old token's life (the clock stood still from its minting to the rotation).
+    clock.advance(verifyUntil - 1_000 - clock.read());
+    expect(t.signingKeys!.verifier(oldKid), 'verifies in its last second').to.not.equal(undefined);
+    expect(t.signingKeys!.jwks().map((k) => k.kid)).to.have.members([oldKid, current]);
+    expect((await publishedKeys(t)).map((k) => k.kid)).to.have.members([oldKid, current]);
+    expect(await apiRefusal(t, token)).to.equal('accepted');
+    expect(await apiRefusal(t, signedByOldKeyNow())).to.equal('accepted');
+
+    clock.advance(1_001);
+    // In memory first (no reload has run since the clock moved), then as served after a reload.
+    expect(t.signingKeys!.verifier(oldKid), 'its verify window has ended').to.equal(undefined);
+    expect(t.signingKeys!.jwks().map((k) => k.kid)).to.deep.equal([current]);
+    expect((await publishedKeys(t)).map((k) => k.kid)).to.deep.equal([current]);
+    expect(await apiStatus(t, token)).to.equal(401);
+    expect(await apiRefusal(t, signedByOldKeyNow())).to.equal('The token signing key is not accepted');
+    expect((await t.database.signingKeys.findByPk(current))!.state, 'the current key is untouched').to.equal('current');
+  });
+});
+
+describe("npm run keys -- revoke on a running app's database (ES256)", function () {
+  this.timeout(60_000);
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let t: TestApp;
+  before(async () => {
+    db = await freshDatabase();
+    t = await startTestApp({ databaseUrl: db.url, env: { JWT_ALGORITHM: 'ES256' } });
+  });
+  after(async () => {
+    await t?.close();
+    await db?.cleanup();
+  });
+
+  it('the running app refuses the revoked key\'s tokens within 5 s, the CLI says so, and a second revoke is no change', async () => {
+    const cli = (args: string[]) => runKeysCli(args, { databaseUrl: db.url, env: { JWT_ALGORITHM: 'ES256', JWT_SECRET_KEY: t.config.jwt.secrets.join(',') } });
+    const { agent, token } = await userWithToken(t.server);
+    const kid = kidOf(token);
+    expect(await apiRefusal(t, token), 'accepted (and cached) before the revoke').to.equal('accepted');
+
+    const revoked = await cli(['revoke', kid]);
+    expect(revoked.code, revoked.stderr).to.equal(0);
+    const promoted = new RegExp(`^revoked ${kid}; current now (\\S+)$`).exec(revoked.stdout.trim())?.[1];
+    expect(promoted, revoked.stdout).to.be.a('string').and.not.equal(kid);
+    await waitUntil(async () => (await apiStatus(t, token)) === 401, 5_000);
+    expect(await apiRefusal(t, token)).to.equal('The token signing key is not accepted');
+    expect(t.signingKeys!.jwks().map((k) => k.kid)).to.not.include(kid);
+    const fresh = ((await agent.get('/auth/token').expect(200)).body as { token: string }).token;
+    expect(kidOf(fresh), 'the app signs with the key the CLI promoted').to.equal(promoted);
+    expect(await apiRefusal(t, fresh)).to.equal('accepted');
+
+    const again = await cli(['revoke', kid]);
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stdout.trim()).to.equal(`${kid} was revoked already (no change)`);
+    expect(await keyAudit(t.database), 'one audit row: the second revoke changed nothing').to.deep.equal([`key_revoked ${kid} (current now ${promoted}) (keys-cli)`]);
+  });
+});
+
 describe('npm run keys and JWT_SECRET_KEY changes (ES256)', function () {
   this.timeout(120_000);
   const OLD = randomSecret();
   const NEW = randomSecret();
   let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let database: Database;
   let token: string;
   before(async () => {
     db = await freshDatabase();
     const t = await startTestApp({ databaseUrl: db.url, env: { JWT_ALGORITHM: 'ES256', JWT_SECRET_KEY: OLD } });
     token = (await userWithToken(t.server)).token;
     await t.close();
+    database = await openDatabase(db.url);
   });
-  after(() => db?.cleanup());
+  after(async () => {
+    await database?.close();
+    await db?.cleanup();
+  });
 
-  it('list, add, rotate and revoke through the CLI, each audited', async () => {
+  it('list, add, rotate, revoke and reencrypt through the CLI, each change audited with its kids', async () => {
     const cli = (args: string[]) => runKeysCli(args, { databaseUrl: db.url, env: { JWT_ALGORITHM: 'ES256', JWT_SECRET_KEY: OLD } });
-    const added = await cli(['add']);
-    expect(added.code, added.stderr).to.equal(0);
-    const nextKid = /added (\S+)/.exec(added.stdout)![1]!;
-    const listed = await cli(['list']);
-    expect(listed.stdout).to.match(new RegExp(`${nextKid}\\tES256\\tnext`));
-    const rotated = await cli(['rotate']);
-    expect(rotated.stdout).to.contain(`current ${nextKid}`);
+    const ok = async (args: string[]) => {
+      const result = await cli(args);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.equal(0);
+      return result.stdout.trim();
+    };
+    const states = async () => Object.fromEntries((await ok(['list'])).split('\n').slice(1).map((line) => line.split('\t')).map(([kid, , state]) => [kid, state]));
+    const firstKid = kidOf(token);
+    const audited: string[] = [];
+    expect(await states()).to.deep.equal({ [firstKid]: 'current' });
+
+    const nextKid = /^added (\S+) /.exec(await ok(['add']))![1]!;
+    audited.push(`key_added ${nextKid} (keys-cli)`);
+    expect(await keyAudit(database)).to.deep.equal(audited);
+    expect(await states()).to.deep.equal({ [firstKid]: 'current', [nextKid]: 'next' });
+
+    expect(await ok(['rotate'])).to.equal(`current ${nextKid}; previous ${firstKid} verifies its tokens until they expire`);
+    audited.push(`key_rotated ${firstKid} -> ${nextKid} (keys-cli)`);
+    expect(await keyAudit(database)).to.deep.equal(audited);
+    expect(await states()).to.deep.equal({ [firstKid]: 'previous', [nextKid]: 'current' });
+
+    const spareKid = /^added (\S+) /.exec(await ok(['add']))![1]!;
+    audited.push(`key_added ${spareKid} (keys-cli)`);
+    expect(await ok(['revoke', spareKid])).to.equal(`revoked ${spareKid}`);
+    audited.push(`key_revoked ${spareKid} (keys-cli)`);
+    expect(await keyAudit(database)).to.deep.equal(audited);
+    expect(await states()).to.deep.equal({ [firstKid]: 'previous', [nextKid]: 'current', [spareKid]: 'revoked' });
+
     const unknown = await cli(['revoke', 'nope']);
     expect(unknown.code).to.equal(1);
     expect(unknown.stderr.trim().split('\n')).to.have.length(1);
+    expect(await ok(['revoke', spareKid])).to.equal(`${spareKid} was revoked already (no change)`);
+    expect(await keyAudit(database), 'refused and no-change revokes write nothing').to.deep.equal(audited);
+
+    // The revoked key's private key was erased: two are left to rewrite. The detail is that count (no kids).
+    expect(await ok(['reencrypt'])).to.match(/^re-encrypted 2 private key\(s\) /);
+    audited.push('keys_reencrypted 2 (keys-cli)');
+    expect(await keyAudit(database)).to.deep.equal(audited);
   });
 
   it('a wrong JWT_SECRET_KEY stops a real server at start with one line', async () => {
