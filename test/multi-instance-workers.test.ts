@@ -1,12 +1,16 @@
 import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
+import jwt from 'jsonwebtoken';
 import { QueryTypes } from 'sequelize';
 import { ConfigError, loadConfig } from '../config.js';
 import { openDatabase } from '../models/database.js';
+import { freshDatabase } from './helpers/app.js';
 import { STRONG_PASSWORD, uniqueName } from './helpers/browser.js';
+import { runKeysCli } from './helpers/cli.js';
 import { randomSecret, startServer, tempDir, type ServerProcess } from './helpers/process.js';
-import { callApi, concurrentSignIns, RemoteBrowser } from './helpers/remote-browser.js';
+import { callApi, concurrentSignIns, RemoteBrowser, waitUntil } from './helpers/remote-browser.js';
 
 function timing(label: string, ms: number): void {
   process.stdout.write(`      [timing] ${label}: ${ms} ms\n`);
@@ -159,5 +163,135 @@ describe('WEB_CONCURRENCY=2 on one SQLite file', function () {
     expect(messages.at(-1)).to.equal('primary:stopped');
     for (const pid of pids) expect(alive(pid), `worker ${pid} still running`).to.equal(false);
     expect(server.stderr()).to.equal('');
+  });
+});
+
+/** The worker pids of a cluster, once both have logged "listening" (the second may still be starting). */
+async function workerPids(server: ServerProcess, count: number): Promise<number[]> {
+  const listening = () => server.logLines().filter((l) => String(l.msg).startsWith('listening') && typeof l.pid === 'number');
+  await waitUntil(async () => listening().length >= count, 30_000);
+  return listening().map((l) => l.pid as number);
+}
+
+interface Served {
+  status: number;
+  body: string;
+  /** The worker that answered, from the request log line carrying the response's X-Request-Id. */
+  pid: number;
+}
+
+/**
+ * One GET on a connection of its own (no keep-alive): node:cluster hands each
+ * new connection to the next worker in turn, so a series of these reaches
+ * every worker.
+ */
+async function onNewConnection(server: ServerProcess, urlPath: string, headers: Record<string, string>): Promise<Served> {
+  const reply = await new Promise<{ status: number; body: string; id: string }>((resolve, reject) => {
+    const req = httpRequest(`${server.baseUrl}${urlPath}`, { agent: false, headers: { ...headers, Connection: 'close' }, timeout: 20_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body, id: String(res.headers['x-request-id']) }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+  const line = () => server.logLines().find((l) => (l.req as { id?: string } | undefined)?.id === reply.id);
+  // The request line is written when the response closes, a moment after the client has read it.
+  await waitUntil(async () => line() !== undefined, 5_000, 20);
+  return { status: reply.status, body: reply.body, pid: line()!.pid as number };
+}
+
+/** Repeats `send` (each on a new connection) until every worker of `pids` has answered at least once; every answer, in order. */
+async function untilEachWorker(pids: readonly number[], send: () => Promise<Served>): Promise<Served[]> {
+  const answers: Served[] = [];
+  while (!pids.every((pid) => answers.some((a) => a.pid === pid))) {
+    if (answers.length >= 20) throw new Error(`20 requests did not reach every worker: ${answers.map((a) => a.pid).join(',')}`);
+    answers.push(await send());
+  }
+  return answers;
+}
+
+const kidOf = (token: string) => jwt.decode(token, { complete: true })!.header.kid as string;
+
+/** WEB_CONCURRENCY=2 with ES256: two workers (each opens the key set at start) on one database, SQLite file or PostgreSQL. */
+describe('WEB_CONCURRENCY=2 with JWT_ALGORITHM=ES256 (one key set for both workers)', function () {
+  this.timeout(90_000);
+  this.slow(15_000);
+  const JWT_SECRET_KEY = randomSecret();
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let tmp: ReturnType<typeof tempDir>;
+  let server: ServerProcess;
+  let pids: number[];
+  let cookie: string;
+  /** One token minted by each worker before the rotation, by pid. */
+  const minted = new Map<number, string>();
+  const mint = () => onNewConnection(server, '/auth/token', { Cookie: cookie });
+  const tokenOf = (answer: Served) => (JSON.parse(answer.body) as { token: string }).token;
+  before(async () => {
+    db = await freshDatabase();
+    tmp = tempDir();
+    writeFileSync(path.join(tmp.dir, '.env'), '');
+    server = await startServer({
+      ENV_FILE: path.join(tmp.dir, '.env'),
+      DATABASE_URL: db.url,
+      JWT_ALGORITHM: 'ES256',
+      JWT_SECRET_KEY,
+      SESSION_SECRET: randomSecret(),
+      WEB_CONCURRENCY: '2',
+    });
+    pids = await workerPids(server, 2);
+    const browser = new RemoteBrowser();
+    expect((await browser.register(server.baseUrl, uniqueName('es256'))).status).to.equal(302);
+    cookie = browser.cookieHeader();
+  });
+  after(async () => {
+    await server?.stop();
+    tmp?.cleanup();
+    await db?.cleanup();
+  });
+
+  it('the workers, starting together, create exactly one key and both publish it', async () => {
+    expect(new Set(pids).size).to.equal(2);
+    const database = await openDatabase(db.url);
+    try {
+      const rows = await database.signingKeys.findAll();
+      expect(rows.map((r) => [r.alg, r.state])).to.deep.equal([['ES256', 'current']]);
+      const jwks = await untilEachWorker(pids, () => onNewConnection(server, '/.well-known/jwks.json', {}));
+      for (const answer of jwks) expect((JSON.parse(answer.body) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).to.deep.equal([rows[0]!.kid]);
+    } finally {
+      await database.close();
+    }
+    expect(server.logLines().filter((l) => l.msg === 'worker exited unexpectedly'), 'no worker died at start').to.deep.equal([]);
+    expect(server.stderr()).to.equal('');
+  });
+
+  it('a token minted by one worker is accepted by the other, both ways', async () => {
+    for (const answer of await untilEachWorker(pids, mint)) {
+      expect(answer.status, answer.body).to.equal(200);
+      minted.set(answer.pid, tokenOf(answer));
+    }
+    for (const [mintedBy, token] of minted) {
+      const uses = await untilEachWorker(pids, () => onNewConnection(server, '/api/me', { Authorization: `Bearer ${token}` }));
+      expect(uses.some((u) => u.pid !== mintedBy), 'used on the other worker').to.equal(true);
+      for (const use of uses) expect(use.status, `minted by ${mintedBy}, used on ${use.pid}: ${use.body}`).to.equal(200);
+    }
+  });
+
+  it('after npm run keys -- rotate both workers sign with the new kid within 5 s, and the old tokens still work on both', async () => {
+    expect(minted.size, 'tokens from the test before').to.equal(2);
+    const [oldKid] = new Set([...minted.values()].map(kidOf));
+    const rotated = await runKeysCli(['rotate'], { databaseUrl: db.url, env: { JWT_ALGORITHM: 'ES256', JWT_SECRET_KEY } });
+    expect(rotated.code, rotated.stderr).to.equal(0);
+    const current = new RegExp(`^current (\\S+); previous ${oldKid} `).exec(rotated.stdout)?.[1];
+    expect(current, rotated.stdout).to.be.a('string').and.not.equal(oldKid);
+    // Both workers (each answer on a new connection) mint with the new kid.
+    await waitUntil(async () => (await untilEachWorker(pids, mint)).every((a) => a.status === 200 && kidOf(tokenOf(a)) === current), 5_000);
+    for (const answer of await untilEachWorker(pids, mint)) expect(kidOf(tokenOf(answer)), `minted by ${answer.pid}`).to.equal(current);
+    for (const token of minted.values()) {
+      for (const use of await untilEachWorker(pids, () => onNewConnection(server, '/api/me', { Authorization: `Bearer ${token}` }))) {
+        expect(use.status, `old token on ${use.pid}: ${use.body}`).to.equal(200);
+      }
+    }
   });
 });
