@@ -3,10 +3,13 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
+import { generate } from 'otplib';
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { projectRoot } from '../../paths.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { STRONG_PASSWORD } from '../helpers/browser.js';
 import { resolveChromium, startChromium, type ChromiumChoice } from '../helpers/chromium.js';
 
 export const PHONE = { width: 390, height: 844 } as const;
@@ -177,4 +180,78 @@ export async function apiMe(base: string, token: string): Promise<{ status: numb
 
 export function expectNoProblems(problems: string[]): void {
   expect(problems, problems.join('\n')).to.deep.equal([]);
+}
+
+/** Creates an account through the form, which signs the window in and lands on home. */
+export async function register(page: Page, base: string, username: string, password = STRONG_PASSWORD): Promise<void> {
+  expect((await page.goto(`${base}/auth/register`))?.status()).to.equal(200);
+  await fillByLabel(page, { Username: username, Password: password, 'Repeat the password': password });
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.waitForURL(`${base}/`);
+}
+
+/** Types the name and password into the sign-in form on the page and sends it. */
+export async function signIn(page: Page, username: string, password = STRONG_PASSWORD): Promise<void> {
+  await fillByLabel(page, { Username: username, Password: password });
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+/** Signs out with the header's button, which lands on home. */
+export async function signOut(page: Page, base: string): Promise<void> {
+  await page.getByRole('banner').getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(`${base}/`);
+}
+
+/** RFC 6238 time step of the app's codes. */
+export const TOTP_STEP_MS = 30_000;
+
+/** The time step that `ms` (milliseconds since 1970) falls in. */
+export function timeStepOf(ms: number): number {
+  return Math.floor(ms / TOTP_STEP_MS);
+}
+
+/** The code an authenticator app shows for `secret` during time step `step`. */
+export function totpCode(secret: string, step: number): Promise<string> {
+  return generate({ secret, epoch: (step * TOTP_STEP_MS) / 1000 });
+}
+
+/**
+ * The code of the current time step once the real clock is past `step`
+ * (each step's code is accepted once, so a sign-in after enrolment needs a
+ * later one). Polls, sleeping no longer than the step has left.
+ */
+export async function codeAfterStep(secret: string, step: number): Promise<{ code: string; step: number }> {
+  for (let left = (step + 1) * TOTP_STEP_MS - Date.now(); left > 0; left = (step + 1) * TOTP_STEP_MS - Date.now()) {
+    await sleep(Math.min(left + 5, 500));
+  }
+  const now = timeStepOf(Date.now());
+  return { code: await totpCode(secret, now), step: now };
+}
+
+/**
+ * On the set-up page (`/account/2fa`): reads the secret from its
+ * `data-totp-secret` element, types the current code and the password and
+ * turns two-factor authentication on, which shows the recovery codes. A code
+ * refused because its 30 s step ended on the way is retried once with the
+ * next step's; any other refusal fails the test.
+ */
+export async function enrolTwoFactor(page: Page, password = STRONG_PASSWORD): Promise<{ secret: string; step: number }> {
+  const secret = (await page.locator('[data-totp-secret]').innerText()).trim();
+  expect(secret, 'a base32 secret of at least 128 bits').to.match(/^[A-Z2-7]{26,}$/);
+  let step = timeStepOf(Date.now());
+  for (let attempt = 1; ; attempt += 1) {
+    await fillByLabel(page, { 'Code the app shows now': await totpCode(secret, step), 'Current password': password });
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/account/2fa'),
+      page.getByRole('button', { name: 'Turn on two-factor authentication' }).click(),
+    ]);
+    if (response.status() === 200) {
+      await page.getByRole('heading', { name: 'Your recovery codes' }).waitFor();
+      return { secret, step };
+    }
+    await page.locator('#form-errors').waitFor();
+    const now = timeStepOf(Date.now());
+    expect(attempt === 1 && now > step, `the code of time step ${step} was refused (${response.status()}) at step ${now}`).to.equal(true);
+    step = now;
+  }
 }

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import type { Page } from 'playwright-core';
 import { browser, registerUser, STRONG_PASSWORD, uniqueName } from '../helpers/browser.js';
 import {
   apiMe,
@@ -12,6 +11,8 @@ import {
   launchChromium,
   type LiveApp,
   newContext,
+  signIn,
+  signOut,
   startLiveApp,
 } from './harness.js';
 
@@ -38,16 +39,6 @@ describe('browser: from sign-in to an API call', function () {
 
   const url = (path: string) => `${live.base}${path}`;
 
-  async function signIn(page: Page, username: string, password = STRONG_PASSWORD): Promise<void> {
-    await fillByLabel(page, { Username: username, Password: password });
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-  }
-
-  async function signOut(page: Page): Promise<void> {
-    await page.getByRole('banner').getByRole('button', { name: 'Sign out' }).click();
-    await page.waitForURL(url('/'));
-  }
-
   it('registers, signs in, copies a token that /api/me accepts, signs out, and is sent back to sign in for /token', async () => {
     const { context, page, problems } = await newContext(chromium.browser);
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: live.base });
@@ -65,7 +56,7 @@ describe('browser: from sign-in to an API call', function () {
       await page.waitForURL(url('/'));
       expect(await page.getByRole('banner').innerText()).to.contain(`Signed in as ${username}`);
 
-      await signOut(page);
+      await signOut(page, live.base);
       await page.getByRole('banner').getByRole('link', { name: 'Sign in' }).click();
       await signIn(page, username);
       await page.waitForURL(url('/'));
@@ -106,7 +97,7 @@ describe('browser: from sign-in to an API call', function () {
       expect(second).to.match(JWT).and.not.equal(shown);
       expect((await apiMe(live.base, second)).status).to.equal(200);
 
-      await signOut(page);
+      await signOut(page, live.base);
       expect((await apiMe(live.base, copied)).status, 'tokens of a signed-out session are refused').to.equal(401);
       expect((await apiMe(live.base, second)).status).to.equal(401);
 
@@ -256,7 +247,7 @@ describe('browser: from sign-in to an API call', function () {
       expect(await page.locator('#expiry time').innerText()).to.match(/^\d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
       expect((await apiMe(live.base, token)).status).to.equal(200);
 
-      await signOut(page);
+      await signOut(page, live.base);
       expect((await apiMe(live.base, token)).status).to.equal(401);
       await page.goto(url('/token'));
       expect(page.url()).to.equal(url('/auth/login?returnTo=%2Ftoken'));

@@ -6,6 +6,7 @@ import {
   type AxeViolation,
   type ChromiumHandle,
   DESKTOP,
+  enrolTwoFactor,
   expectNoProblems,
   fillByLabel,
   isSerious,
@@ -13,8 +14,11 @@ import {
   type LiveApp,
   newContext,
   PHONE,
+  register,
   screenshotPath,
   SCREENSHOTS,
+  signIn,
+  signOut,
   startLiveApp,
   writeArtifact,
 } from './harness.js';
@@ -103,14 +107,6 @@ describe('browser: every page is accessible and photographed', function () {
     await check('register-errors');
   });
 
-  /** Creates an account through the form, which signs the window in and lands on home. */
-  async function register(on: Page, base: string, name: string): Promise<void> {
-    expect((await on.goto(`${base}/auth/register`))?.status()).to.equal(200);
-    await fillByLabel(on, { Username: name, Password: STRONG_PASSWORD, 'Repeat the password': STRONG_PASSWORD });
-    await on.getByRole('button', { name: 'Create account' }).click();
-    await on.waitForURL(`${base}/`);
-  }
-
   it('home, signed in', async () => {
     await register(page, live.base, username);
     await check('home-signed-in');
@@ -156,6 +152,65 @@ describe('browser: every page is accessible and photographed', function () {
     await page.getByRole('button', { name: 'Change password' }).click();
     await page.getByText('Your password was changed').waitFor();
     await check('account-changed');
+  });
+
+  describe('two-factor authentication', () => {
+    // A window and user of their own: turning it on signs out the other sessions.
+    let own: { page: Page; problems: string[]; context: BrowserContext };
+    const name = uniqueName('pages2fa');
+
+    before(async () => {
+      own = await newContext(chromium.browser);
+      await register(own.page, live.base, name);
+    });
+
+    after(() => own?.context.close());
+
+    async function goOwn(path: string, status = 200): Promise<void> {
+      expect((await own.page.goto(live.base + path))?.status(), path).to.equal(status);
+    }
+
+    it('set-up page with the QR code', async () => {
+      await goOwn('/account/2fa');
+      await own.page.locator('[data-totp-secret]').waitFor();
+      await check('two-factor-setup', own);
+    });
+
+    it('recovery codes page', async () => {
+      await enrolTwoFactor(own.page);
+      await check('recovery-codes', own);
+    });
+
+    it('manage page, with two-factor authentication on', async () => {
+      await goOwn('/account/2fa');
+      await own.page.getByRole('button', { name: 'Turn off two-factor authentication' }).waitFor();
+      await check('two-factor-manage', own);
+    });
+
+    it('account page, with two-factor authentication on', async () => {
+      await goOwn('/account');
+      await check('account-two-factor-on', own);
+    });
+
+    it('second step of sign-in, code', async () => {
+      await signOut(own.page, live.base);
+      await goOwn('/auth/login');
+      await signIn(own.page, name);
+      await own.page.waitForURL(`${live.base}/auth/2fa`);
+      await check('two-factor-login', own);
+    });
+
+    it('second step of sign-in after a wrong code', async () => {
+      await fillByLabel(own.page, { Code: '12345' });
+      await own.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+      await own.page.locator('#form-errors').getByText('That code is not right.').waitFor();
+      await check('two-factor-login-error', own);
+    });
+
+    it('second step of sign-in, recovery code', async () => {
+      await goOwn('/auth/2fa?method=recovery');
+      await check('two-factor-login-recovery', own);
+    });
   });
 
   it('page not found', async () => {
