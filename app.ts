@@ -71,7 +71,8 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs, clock);
   const audit = new AuditLog(database, clock);
   const admin = new UserAdmin(database.users, clock);
-  const revocation = new RevocationService({ sessions, users, admin, audit, tokenAccess });
+  const revocation = new RevocationService({ sessions, users, admin, audit, tokenAccess, changes: database.changes });
+  followChanges(database, { tokenAccess, keys, logger });
   const throttle = new Throttle(new CounterStore(database.sequelize, clock), config.throttle);
   const twoFactor = new TwoFactorService({ database, secrets: config.jwt.secrets, issuer: config.jwt.issuer, clock });
   const signIn = new SignInService({ users, throttle, audit, revocation, twoFactor, requireTwoFactorRoles: config.requireTwoFactorRoles, clock });
@@ -173,4 +174,20 @@ function securityHeaders(config: Config) {
     referrerPolicy: { policy: 'no-referrer' },
     crossOriginResourcePolicy: { policy: 'same-origin' },
   });
+}
+
+/**
+ * Other instances' revocations, user changes and key changes (the change
+ * feed: PostgreSQL LISTEN) drop this process's cached answers at once; the
+ * cache TTL stays the bound while the feed is down.
+ */
+function followChanges(database: Database, deps: { tokenAccess: TokenAccess; keys: SigningKeys | undefined; logger: Logger }): void {
+  database.changes.subscribe(
+    (change) => {
+      if (change.kind === 'user') deps.tokenAccess.forgetUser(change.userId);
+      else if (change.kind === 'resync') deps.tokenAccess.forgetAll();
+      if (change.kind !== 'user') void deps.keys?.reload();
+    },
+    (err, message) => deps.logger.warn({ err }, message),
+  );
 }

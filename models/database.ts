@@ -2,6 +2,7 @@ import path from 'node:path';
 import { ConnectionError, QueryTypes, Sequelize, TimeoutError, Transaction, type Options } from 'sequelize';
 import { projectRoot } from '../paths.js';
 import { defineApiClient, type ApiClientModel } from './api-client.js';
+import { noChangeFeed, PostgresChangeFeed, type ChangeFeed } from './change-feed.js';
 import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
 import { defineSessionRevocation, type SessionRevocationModel } from './session-revocation.js';
@@ -26,6 +27,8 @@ export interface Database {
   readonly recoveryCodes: RecoveryCodeModel;
   readonly passwordResets: PasswordResetModel;
   readonly dialect: 'sqlite' | 'postgres';
+  /** How instances tell each other to drop cached answers: LISTEN/NOTIFY on PostgreSQL, nothing on SQLite. Closed by `close()`. */
+  readonly changes: ChangeFeed;
   /**
    * The stored data of one session, or null: the one query on every signed-in
    * page and token mint, so it skips the ORM where that is costly (see
@@ -141,6 +144,8 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const totpCredentials = defineTotpCredential(sequelize);
   const recoveryCodes = defineRecoveryCode(sequelize);
   const passwordResets = definePasswordReset(sequelize);
+  const dialect = sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite';
+  const changes = dialect === 'postgres' ? new PostgresChangeFeed(url, sequelize) : noChangeFeed;
   return {
     url,
     sequelize,
@@ -153,7 +158,8 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     totpCredentials,
     recoveryCodes,
     passwordResets,
-    dialect: sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite',
+    dialect,
+    changes,
     readSessionData: sessionDataReader(sequelize),
     insertRows: rowInserter(sequelize),
     async ping(timeoutMs = 2000) {
@@ -169,7 +175,10 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
         clearTimeout(timer);
       }
     },
-    close: () => sequelize.close(),
+    async close() {
+      await changes.close();
+      await sequelize.close();
+    },
   };
 }
 

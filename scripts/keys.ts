@@ -24,7 +24,7 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
   const [command, ...rest] = args;
   const env = readEnvironment();
   const store = new KeySetStore(db, loadKeySetSettings(env), systemClock);
-  const keys = new KeySetService({ store, audit: new AuditLog(db, systemClock) });
+  const keys = new KeySetService({ store, audit: new AuditLog(db, systemClock), changes: db.changes });
   const day = (d: Date | null) => d?.toISOString() ?? '-';
   switch (command) {
     case 'list': {

@@ -51,7 +51,8 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
   const admin = new UserAdmin(db.users, systemClock);
   const audit = new AuditLog(db, systemClock);
   const sessions = new SessionService(db.sessions, db.sessionRevocations, REVOCATION_MEMORY_MS, systemClock);
-  const revocation = new RevocationService({ sessions, users, admin, audit });
+  // Running instances drop their cached answers at once (PostgreSQL NOTIFY); on SQLite within REVOCATION_CACHE_TTL.
+  const revocation = new RevocationService({ sessions, users, admin, audit, changes: db.changes });
 
   switch (command) {
     case 'create': {
@@ -93,6 +94,7 @@ async function run(db: Database, args: string[], out: (line: string) => void): P
       const granting = command === 'grant';
       const { user, changed } = await admin.setRole(username, role, granting);
       if (changed) await audit.record(granting ? 'role_granted' : 'role_revoked', { ...CLI_ACTOR, userId: user.id, username: user.username }, role);
+      if (changed) await db.changes.publish({ kind: 'user', userId: user.id });
       out(`${user.username} roles: ${user.roles.join(', ') || '(none)'}${changed ? '' : ' (no change)'}`);
       return;
     }

@@ -1,3 +1,4 @@
+import type { ChangeFeed } from '../models/change-feed.js';
 import type { AuditActor, AuditLog } from './audit-log.js';
 import type { SessionService } from './sessions.js';
 import type { TokenAccess } from './token-access.js';
@@ -14,6 +15,8 @@ export interface RevocationDeps {
   audit: AuditLog;
   /** The verified-token answers this process caches; absent for the command line (it caches nothing). */
   tokenAccess?: TokenAccess;
+  /** Tells the other instances to drop their cached answers for the user at once (PostgreSQL NOTIFY). */
+  changes?: ChangeFeed;
 }
 
 /**
@@ -29,14 +32,14 @@ export class RevocationService {
   /** Sign-out: tokens minted from this session die with it. The caller destroys the session itself. */
   async signedOut(user: PublicUser, sessionPublicId: string, actor: Actor): Promise<void> {
     await this.deps.sessions.recordRevoked(user.id, [sessionPublicId]);
-    this.forget(user.id);
+    await this.changed(user.id);
     await this.deps.audit.record('signed_out', withUser(actor, user));
   }
 
   /** Ends one session of the user and its tokens; false when the user has no session with that id. */
   async endSession(user: PublicUser, sessionPublicId: string, actor: Actor): Promise<boolean> {
     if (!(await this.deps.sessions.revoke(user.id, sessionPublicId))) return false;
-    this.forget(user.id);
+    await this.changed(user.id);
     await this.deps.audit.record('session_revoked', withUser(actor, user), sessionPublicId);
     return true;
   }
@@ -45,7 +48,7 @@ export class RevocationService {
   async endEverywhere(user: PublicUser, actor: Actor): Promise<void> {
     await this.deps.sessions.revokeAll(user.id);
     await this.deps.users.invalidateTokens(user.id);
-    this.forget(user.id);
+    await this.changed(user.id);
     await this.deps.audit.record('signed_out_everywhere', withUser(actor, user));
   }
 
@@ -57,7 +60,7 @@ export class RevocationService {
   async passwordReset(user: PublicUser, actor: Actor): Promise<void> {
     await this.deps.sessions.revokeAll(user.id);
     await this.deps.users.invalidateTokens(user.id);
-    this.forget(user.id);
+    await this.changed(user.id);
     await this.deps.audit.record('password_reset', withUser(actor, user));
   }
 
@@ -69,13 +72,13 @@ export class RevocationService {
   async passwordChanged(user: PublicUser, keep: { sid: string; publicId: string }): Promise<void> {
     await this.deps.sessions.revokeAll(user.id, keep.sid);
     await this.deps.sessions.recordRevoked(user.id, [keep.publicId]);
-    this.forget(user.id);
+    await this.changed(user.id);
   }
 
   /** After two-factor was turned on: every other session of the user ends (their tokens too); this one goes on. */
   async endOtherSessions(user: PublicUser, keepSid: string): Promise<void> {
     await this.deps.sessions.revokeAll(user.id, keepSid);
-    this.forget(user.id);
+    await this.changed(user.id);
   }
 
   /**
@@ -85,13 +88,15 @@ export class RevocationService {
   async setDisabled(username: string, disabled: boolean, actor: Actor): Promise<{ user: PublicUser; changed: boolean }> {
     const outcome = await this.deps.admin.setDisabled(username, disabled);
     if (disabled) await this.deps.sessions.revokeAll(outcome.user.id);
-    this.forget(outcome.user.id);
+    await this.changed(outcome.user.id);
     if (outcome.changed) await this.deps.audit.record(disabled ? 'disabled' : 'enabled', withUser(actor, outcome.user));
     return outcome;
   }
 
-  private forget(userId: number): void {
+  /** This process forgets its cached answers for the user at once; every other instance hears of it through the change feed. */
+  private async changed(userId: number): Promise<void> {
     this.deps.tokenAccess?.forgetUser(userId);
+    await this.deps.changes?.publish({ kind: 'user', userId });
   }
 }
 

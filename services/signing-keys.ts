@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { UniqueConstraintError, type Transaction } from 'sequelize';
 import type { Clock } from '../clock.js';
 import type { JwtAlgorithm, KeySetSettings } from '../config.js';
+import type { ChangeFeed } from '../models/change-feed.js';
 import type { Database } from '../models/database.js';
 import type { KeyState, SigningKeyRow } from '../models/signing-key.js';
 import type { AuditActor, AuditLog } from './audit-log.js';
@@ -387,7 +388,7 @@ export type KeyActor = Pick<AuditActor, 'ip' | 'userAgent'>;
  * the audit event. `npm run keys` and tests call these.
  */
 export class KeySetService {
-  constructor(private readonly deps: { store: KeySetStore; audit: AuditLog; keys?: SigningKeys }) {}
+  constructor(private readonly deps: { store: KeySetStore; audit: AuditLog; keys?: SigningKeys; changes?: ChangeFeed }) {}
 
   list(): Promise<KeyInfo[]> {
     return this.deps.store.list();
@@ -395,23 +396,29 @@ export class KeySetService {
 
   async add(actor: KeyActor): Promise<string> {
     const kid = await this.deps.store.add();
-    await this.deps.keys?.reload();
+    await this.changed();
     await this.deps.audit.record('key_added', actor, kid);
     return kid;
   }
 
   async rotate(actor: KeyActor): Promise<{ current: string; previous: string | null }> {
     const outcome = await this.deps.store.rotate();
-    await this.deps.keys?.reload();
+    await this.changed();
     await this.deps.audit.record('key_rotated', actor, `${outcome.previous ?? '-'} -> ${outcome.current}`);
     return outcome;
   }
 
   async revoke(kid: string, actor: KeyActor): Promise<{ changed: boolean; current: string | null }> {
     const outcome = await this.deps.store.revoke(kid);
-    await this.deps.keys?.reload();
+    await this.changed();
     if (outcome.changed) await this.deps.audit.record('key_revoked', actor, outcome.current ? `${kid} (current now ${outcome.current})` : kid);
     return outcome;
+  }
+
+  /** This instance reloads now; the others hear of it through the change feed (and reload every 2 s anyway). */
+  private async changed(): Promise<void> {
+    await this.deps.keys?.reload();
+    await this.deps.changes?.publish({ kind: 'keys' });
   }
 
   async reencrypt(actor: KeyActor): Promise<number> {

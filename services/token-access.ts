@@ -54,7 +54,13 @@ export class TokenAccess {
     return revoked;
   }
 
-  /** Drops cached answers after this process revoked something of the user's. */
+  /** Drops every cached answer (the change feed was down: whatever changed meanwhile is unknown). */
+  forgetAll(): void {
+    this.users.forgetAll();
+    this.revokedCache?.clear();
+  }
+
+  /** Drops cached answers after this process (or, through the change feed, another) revoked something of the user's. */
   forgetUser(userId: number): void {
     this.users.forget(userId);
     // Revocations are rare: forgetting every cached session status is simpler than tracking ids.

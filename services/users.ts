@@ -227,4 +227,9 @@ export class UserService {
   forget(id: number): void {
     this.activeCache?.delete(id);
   }
+
+  /** Drops every cached user. */
+  forgetAll(): void {
+    this.activeCache?.clear();
+  }
 }
