@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import type { BrowserContext, Page } from 'playwright-core';
 import { STRONG_PASSWORD, uniqueName } from '../helpers/browser.js';
@@ -210,6 +211,41 @@ describe('browser: every page is accessible and photographed', function () {
     it('second step of sign-in, recovery code', async () => {
       await goOwn('/auth/2fa?method=recovery');
       await check('two-factor-login-recovery', own);
+    });
+  });
+
+  describe('password reset link', () => {
+    /** A live link for this suite's user, stored as `npm run users -- reset-link` stores one (its SHA-256). */
+    async function resetPath(): Promise<string> {
+      const token = randomBytes(32).toString('base64url');
+      const user = await live.t.database.users.findOne({ where: { username } });
+      const now = Date.now();
+      await live.t.database.passwordResets.create({
+        tokenHash: createHash('sha256').update(token).digest('hex'),
+        userId: user!.id,
+        createdAt: new Date(now),
+        expiresAt: new Date(now + 30 * 60_000),
+        usedAt: null,
+      });
+      return `/auth/reset/${token}`;
+    }
+
+    it('reset form', async () => {
+      await go(await resetPath());
+      await check('reset-password');
+    });
+
+    it('reset form with field errors', async () => {
+      await go(await resetPath());
+      await fillByLabel(page, { 'New password': 'short', 'Repeat the new password': 'other' });
+      await page.getByRole('button', { name: 'Set the new password' }).click();
+      await page.locator('#form-errors').waitFor();
+      await check('reset-password-errors');
+    });
+
+    it('unknown, used or expired link', async () => {
+      await go(`/auth/reset/${randomBytes(32).toString('base64url')}`, 404);
+      await check('reset-password-invalid');
     });
   });
 
