@@ -1,5 +1,5 @@
 import path from 'node:path';
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
@@ -15,8 +15,10 @@ import { projectRoot } from './paths.js';
 import { accountRoutes } from './routes/account.js';
 import { registerApiRoutes } from './routes/api.js';
 import { authRoutes, tokenRoute } from './routes/auth.js';
+import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { introspectRoute } from './routes/introspect.js';
+import { openApiDocument, type OpenApiDocument } from './routes/openapi.js';
 import { pageRoutes } from './routes/pages.js';
 import { passwordResetRoutes } from './routes/password-reset.js';
 import { requireSecondFactorEnrolment, twoFactorRoutes } from './routes/two-factor.js';
@@ -48,6 +50,11 @@ export interface AppDeps {
    * ES256 or RS256 and unused with HS256. Its owner stops it on shutdown.
    */
   signingKeys?: SigningKeys;
+  /**
+   * Tests only: middleware, made from the app's own OpenAPI document, that
+   * checks every answer of a described route against it (test/helpers/contract.ts).
+   */
+  checkResponses?: (document: OpenApiDocument) => RequestHandler[];
 }
 
 /** Largest form or JSON body accepted; anything bigger is a 413. */
@@ -57,7 +64,7 @@ const BODY_LIMIT = '16kb';
  * Builds the Express app. Never listens: `server.ts` does, and tests hand the
  * app to supertest.
  */
-export function createApp({ config, database, logger, clock = systemClock, signingKeys }: AppDeps): Express {
+export function createApp({ config, database, logger, clock = systemClock, signingKeys, checkResponses }: AppDeps): Express {
   const keys = config.jwt.algorithm === 'HS256' ? undefined : signingKeys;
   if (config.jwt.algorithm !== 'HS256' && !keys) throw new TypeError(`JWT_ALGORITHM=${config.jwt.algorithm} needs createApp({ signingKeys })`);
   const users = new UserService(database.users, clock, { cacheTtlMs: config.revocationCacheTtlMs });
@@ -92,13 +99,15 @@ export function createApp({ config, database, logger, clock = systemClock, signi
 
   app.use(requestLogger(logger));
   app.use(noStore);
+  const openApi = openApiDocument({ sessionCookieName: config.session.cookieName });
+  if (checkResponses) app.use(checkResponses(openApi));
 
   const jsonHeaders = apiSecurityHeaders(config);
   const session = [sessionMiddleware(config.session, store), sessionLifetime(config.session, clock)];
 
   // The API needs neither sessions, body parsing nor the headers that only matter to HTML
   // documents: only a bearer token and the headers that matter to JSON.
-  registerApiRoutes(app, { tokens, access: tokenAccess, admin, headers: jsonHeaders, requireTwoFactorRoles: config.requireTwoFactorRoles });
+  registerApiRoutes(app, { tokens, access: tokenAccess, admin, headers: jsonHeaders, requireTwoFactorRoles: config.requireTwoFactorRoles, openApi });
 
   // Minting needs the session and Passport, and nothing a page needs (bodies, CSRF, view locals).
   app.get('/auth/token', jsonHeaders, ...session, sessionUser(passport), tokenRoute({ tokens, audit }));
@@ -111,6 +120,7 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   app.use(healthRoutes({ database }));
   app.use(wellKnownRoutes({ headers: jsonHeaders, ...(keys ? { keys } : {}) }));
   app.use(securityHeaders(config));
+  app.use(docsRoutes({ isProduction: config.isProduction }));
   // Static files are the same for everyone: they get serve-static's caching instead of no-store.
   app.use('/static', dropNoStore, express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
 

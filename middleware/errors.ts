@@ -11,6 +11,7 @@ import {
   UnsupportedMediaTypeError,
 } from '../errors.js';
 import { isDatabaseUnavailable } from '../models/database.js';
+import type { ErrorBody } from '../routes/api-schemas.js';
 import { errorForLog } from './log-error.js';
 
 /**
@@ -65,7 +66,8 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   res.set('Cache-Control', 'no-store');
   res.status(error.status);
   if (wantsJson(req)) {
-    res.json({ error: error.publicCode, message });
+    const body: ErrorBody = { error: error.publicCode, message };
+    res.json(body);
   } else {
     const title = titleFor(error.status);
     res.render('error', { title, status: error.status, message }, (renderErr: Error | null, html?: string) => {

@@ -11,6 +11,7 @@ import type { RevocationService } from '../services/revocation.js';
 import type { SignInService } from '../services/sign-in.js';
 import type { TokenService } from '../services/tokens.js';
 import type { FieldErrors, PublicUser } from '../services/users.js';
+import type { TokenBody } from './api-schemas.js';
 import { auditActor, requestActor } from './audit-actor.js';
 import { textField } from './form.js';
 import { safeReturnTo } from './return-to.js';
@@ -38,7 +39,8 @@ export function tokenRoute(deps: { tokens: TokenService; audit: AuditLog }): Req
     if (!req.user || !meta) throw new NotSignedInError();
     const minted = tokens.mint(req.user, meta.id, meta.amr);
     await audit.record('token_minted', auditActor(req, req.user), minted.claims.jti);
-    res.json({ token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn });
+    const body: TokenBody = { token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn };
+    res.json(body);
   };
 }
 

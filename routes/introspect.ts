@@ -5,27 +5,11 @@ import type { ApiClientService } from '../services/api-clients.js';
 import type { Throttle } from '../services/throttle.js';
 import { acceptToken, type TokenAccess } from '../services/token-access.js';
 import type { TokenService } from '../services/tokens.js';
+import type { IntrospectionBody } from './api-schemas.js';
 import { requestActor } from './audit-actor.js';
 
 /** `Basic <base64>` (RFC 7617); the scheme is case-insensitive. */
 const BASIC_HEADER = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i;
-
-/** RFC 7662 section 2.2: what a resource server learns about an active token. */
-export interface ActiveIntrospection {
-  active: true;
-  sub: string;
-  username: string;
-  roles: readonly string[];
-  exp: number;
-  iat: number;
-  iss: string;
-  aud: string;
-  jti: string;
-  sid: string;
-  token_type: 'Bearer';
-}
-
-export type Introspection = ActiveIntrospection | { active: false };
 
 /**
  * `POST /auth/introspect` (RFC 7662) for resource servers that need a token's
@@ -56,7 +40,7 @@ export function introspectRoute(deps: { tokens: TokenService; access: TokenAcces
     res.json(await inspect(typeof token === 'string' ? token : ''));
   };
 
-  async function inspect(token: string): Promise<Introspection> {
+  async function inspect(token: string): Promise<IntrospectionBody> {
     if (!token) return { active: false };
     try {
       const { user, claims } = await acceptToken(tokens, access, token);

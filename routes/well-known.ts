@@ -1,5 +1,6 @@
 import { Router, type RequestHandler } from 'express';
 import type { SigningKeys } from '../services/signing-keys.js';
+import type { JwksBody } from './api-schemas.js';
 
 /** How long other services may cache the key set with HS256 (nothing to follow: it is always empty). */
 const EMPTY_JWKS_MAX_AGE_SECONDS = 600;
@@ -20,12 +21,14 @@ export function wellKnownRoutes(deps: { headers: RequestHandler; keys?: SigningK
   const { keys } = deps;
   router.get('/.well-known/jwks.json', deps.headers, async (_req, res) => {
     if (!keys) {
-      res.set('Cache-Control', `public, max-age=${EMPTY_JWKS_MAX_AGE_SECONDS}`).json({ keys: [] });
+      const empty: JwksBody = { keys: [] };
+      res.set('Cache-Control', `public, max-age=${EMPTY_JWKS_MAX_AGE_SECONDS}`).json(empty);
       return;
     }
     const stale = keys.fresh();
     if (stale) await stale;
-    res.set('Cache-Control', `public, max-age=${JWKS_MAX_AGE_SECONDS}`).json({ keys: keys.jwks() });
+    const body: JwksBody = { keys: keys.jwks() };
+    res.set('Cache-Control', `public, max-age=${JWKS_MAX_AGE_SECONDS}`).json(body);
   });
   return router;
 }

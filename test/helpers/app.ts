@@ -5,13 +5,14 @@ import path from 'node:path';
 import dotenv from 'dotenv';
 import type { Express } from 'express';
 import { pino } from 'pino';
-import { createApp } from '../../app.js';
+import { createApp, type AppDeps } from '../../app.js';
 import type { Clock } from '../../clock.js';
 import { loadConfig, type Config } from '../../config.js';
 import { migrateUp } from '../../migrations/runner.js';
 import { openDatabase, type Database } from '../../models/database.js';
 import { projectRoot } from '../../paths.js';
 import { SigningKeys } from '../../services/signing-keys.js';
+import { responseContract } from './contract.js';
 import { createTestDatabase, testDatabaseUrl } from './postgres.js';
 
 /** The settings in `.env.test`, overridable per test. The process environment is not read. */
@@ -35,8 +36,11 @@ export interface TestApp {
  * A real app on a freshly migrated database: SQLite in memory by default, a
  * file when `databaseUrl` says so. With `TEST_DATABASE_URL` set (and no
  * `databaseUrl`), a new PostgreSQL database of its own, dropped by `close()`.
+ * Every JSON answer of a route the OpenAPI description covers is checked
+ * against it (`responseContract`, unless `checkResponses` replaces it): one
+ * that does not match answers 500.
  */
-export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string; clock?: Clock } = {}): Promise<TestApp> {
+export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string; clock?: Clock; checkResponses?: AppDeps['checkResponses'] } = {}): Promise<TestApp> {
   const pg = !options.databaseUrl && !options.env?.DATABASE_URL && testDatabaseUrl ? await createTestDatabase() : undefined;
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const config = testConfig({ ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}), ...options.env });
@@ -65,6 +69,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     config,
     database,
     logger: pino({ level: 'silent' }),
+    checkResponses: options.checkResponses ?? responseContract,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(signingKeys ? { signingKeys } : {}),
   });
