@@ -25,6 +25,7 @@ import { requireSecondFactorEnrolment, twoFactorRoutes } from './routes/two-fact
 import { wellKnownRoutes } from './routes/well-known.js';
 import { ApiClientService } from './services/api-clients.js';
 import { AuditLog } from './services/audit-log.js';
+import type { Metrics } from './services/metrics.js';
 import { PasswordResetService } from './services/password-reset.js';
 import { RevocationService } from './services/revocation.js';
 import { DatabaseSessionStore } from './services/session-store.js';
@@ -55,6 +56,8 @@ export interface AppDeps {
    * checks every answer of a described route against it (test/helpers/contract.ts).
    */
   checkResponses?: (document: OpenApiDocument) => RequestHandler[];
+  /** Where requests, audit events, mints and token checks are counted (services/metrics.ts); without it nothing is. */
+  metrics?: Metrics;
 }
 
 /** Largest form or JSON body accepted; anything bigger is a 413. */
@@ -64,19 +67,20 @@ const BODY_LIMIT = '16kb';
  * Builds the Express app. Never listens: `server.ts` does, and tests hand the
  * app to supertest.
  */
-export function createApp({ config, database, logger, clock = systemClock, signingKeys, checkResponses }: AppDeps): Express {
+export function createApp({ config, database, logger, clock = systemClock, signingKeys, metrics, checkResponses }: AppDeps): Express {
   const keys = config.jwt.algorithm === 'HS256' ? undefined : signingKeys;
   if (config.jwt.algorithm !== 'HS256' && !keys) throw new TypeError(`JWT_ALGORITHM=${config.jwt.algorithm} needs createApp({ signingKeys })`);
   const users = new UserService(database.users, clock, { cacheTtlMs: config.revocationCacheTtlMs });
-  const tokens = new TokenService(config.jwt, clock, keys);
+  const tokens = new TokenService(config.jwt, clock, keys, metrics);
   const sessions = new SessionService(
     database.sessions,
     database.sessionRevocations,
     (config.jwt.expiresInSeconds + config.jwt.clockToleranceSeconds) * 1000,
     clock,
   );
-  const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs, clock);
-  const audit = new AuditLog(database, clock);
+  const tokenAccess = new TokenAccess(users, sessions, config.revocationCacheTtlMs, clock, metrics);
+  const audit = new AuditLog(database, clock, metrics);
+  metrics?.observePool(database);
   const admin = new UserAdmin(database.users, clock);
   const revocation = new RevocationService({ sessions, users, admin, audit, tokenAccess, changes: database.changes });
   followChanges(database, { tokenAccess, keys, logger });
@@ -97,6 +101,7 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   // Responses are no-store JSON or pages rendered per user: an ETag (a hash of every body) buys nothing.
   app.set('etag', false);
 
+  if (metrics) app.use(metrics.httpRequests());
   app.use(requestLogger(logger));
   app.use(noStore);
   const openApi = openApiDocument({ sessionCookieName: config.session.cookieName });

@@ -1,5 +1,6 @@
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import dotenv from 'dotenv';
 import ms, { type StringValue } from 'ms';
@@ -75,6 +76,12 @@ export interface Config {
     readonly firstDelayMs: number;
     readonly intervalMs: number;
   };
+  /**
+   * `METRICS_PORT` and `METRICS_HOST`: where `GET /metrics` (Prometheus) is
+   * served, on a listener of its own, never on `port`; null when
+   * `METRICS_PORT` is unset (no metrics collected at all).
+   */
+  readonly metrics: { readonly port: number; readonly host: string } | null;
 }
 
 export const JWT_ALGORITHMS = ['HS256', 'ES256', 'RS256'] as const;
@@ -106,6 +113,9 @@ const CLOCK_TOLERANCE_SECONDS = 5;
 
 /** Values that appear in documentation or examples and must never sign anything in production. */
 const EXAMPLE_MARKERS = ['example', 'change-me', 'changeme', 'secret', 'test-only', 'password'];
+
+/** A DNS host name (letters, digits, hyphens; dot-separated labels of at most 63). */
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** A duration variable; `name` is kept for call sites' readability, the error prefix names it already. */
 const duration = (_name: string, fallback: string) =>
@@ -206,6 +216,15 @@ const schema = z.object({
   AUDIT_RETENTION: duration('AUDIT_RETENTION', '90d'),
   MAINTENANCE_FIRST_DELAY: duration('MAINTENANCE_FIRST_DELAY', '5s'),
   MAINTENANCE_INTERVAL: duration('MAINTENANCE_INTERVAL', '1h'),
+  METRICS_PORT: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || (/^\d{1,5}$/.test(v) && Number(v) <= 65535), 'must be a port number from 0 to 65535')
+    .transform((v) => (v === undefined ? undefined : Number(v))),
+  METRICS_HOST: z
+    .string()
+    .default('127.0.0.1')
+    .refine((v) => isIP(v) !== 0 || HOSTNAME.test(v), 'must be an IP address or a host name such as 127.0.0.1, ::1 or 0.0.0.0'),
 });
 
 function count(fallback: string) {
@@ -372,6 +391,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (e.SESSION_ABSOLUTE_TIMEOUT < e.SESSION_IDLE_TIMEOUT) {
     throw new ConfigError('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
   }
+  // 0 picks a free port for each, so two zeros never collide.
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
+    throw new ConfigError('METRICS_PORT', 'must differ from PORT (metrics are never served on the app port)');
+  }
 
   return Object.freeze({
     env: e.NODE_ENV,
@@ -420,6 +443,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     revocationCacheTtlMs: e.REVOCATION_CACHE_TTL,
     auditRetentionMs: e.AUDIT_RETENTION,
     maintenance: Object.freeze({ firstDelayMs: e.MAINTENANCE_FIRST_DELAY, intervalMs: e.MAINTENANCE_INTERVAL }),
+    metrics: e.METRICS_PORT === undefined ? null : Object.freeze({ port: e.METRICS_PORT, host: e.METRICS_HOST }),
   });
 }
 

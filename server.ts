@@ -9,6 +9,7 @@ import { migrateUp } from './migrations/runner.js';
 import { createLogger } from './middleware/request-log.js';
 import { openDatabase, type Database } from './models/database.js';
 import { startMaintenance } from './services/maintenance.js';
+import { answerClusterPrimary, clusterMetricsSource, Metrics, metricsPort, startMetricsServer, type MetricsSource } from './services/metrics.js';
 import { SigningKeys } from './services/signing-keys.js';
 
 /** Headers may hold a large (rejected with 401) bearer token; Node's default 16 KiB would answer 431. */
@@ -72,6 +73,8 @@ async function openMigrated(config: Config, logger: Logger, migrate: boolean, po
  * worker that dies, and on SIGTERM/SIGINT stops them all gracefully and exits 0.
  */
 async function runPrimary(config: Config, logger: Logger): Promise<void> {
+  // The workers count; the primary answers scrapes with their sum.
+  if (config.metrics) await serveMetrics(config.metrics, clusterMetricsSource(), logger);
   // One pooled connection is all the maintenance passes use (their statements run one at a time);
   // the pool lets it go when idle, so between passes the primary holds none.
   const database = await openMigrated(config, logger, true, 1);
@@ -155,14 +158,32 @@ async function openSigningKeys(config: Config, database: Database, logger: Logge
   }
 }
 
+/**
+ * `METRICS_PORT`: `GET /metrics` on a listener of its own (never the app's
+ * port). One that cannot listen stops the start with one line.
+ */
+async function serveMetrics(where: NonNullable<Config['metrics']>, source: MetricsSource, logger: Logger): Promise<void> {
+  try {
+    const server = await startMetricsServer(where, source, (err) => logger.warn({ err }, 'metrics scrape failed'));
+    const host = where.host.includes(':') ? `[${where.host}]` : where.host;
+    logger.info({ metricsPort: metricsPort(server) }, `metrics at http://${host}:${metricsPort(server)}/metrics`);
+  } catch (err) {
+    fail(`metrics server error: ${(err as Error).message}`);
+  }
+}
+
 /** One HTTP server: the whole app in a single process, or one cluster worker. */
 async function serve(config: Config, logger: Logger, migrate: boolean): Promise<void> {
+  // A worker's metrics go to the primary, which serves them summed; a single process serves its own.
+  const metrics = config.metrics ? new Metrics() : undefined;
+  if (metrics && cluster.isWorker) answerClusterPrimary(metrics);
+  else if (metrics && config.metrics) await serveMetrics(config.metrics, metrics, logger);
   const database = await openMigrated(config, logger, migrate);
   // A single process runs the maintenance passes itself; cluster workers leave them to the primary.
   const maintenance = migrate ? startMaintenance({ database, config, logger }) : undefined;
 
   const signingKeys = await openSigningKeys(config, database, logger);
-  const app = createApp({ config, database, logger, ...(signingKeys ? { signingKeys } : {}) });
+  const app = createApp({ config, database, logger, ...(signingKeys ? { signingKeys } : {}), ...(metrics ? { metrics } : {}) });
   const server: Server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app);
   server.keepAliveTimeout = 5_000;
   server.headersTimeout = 10_000;

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { AuditEventModel, AuditEventName, AuditEventRow } from '../models/audit-event.js';
 import type { Database, SqlValue } from '../models/database.js';
+import type { Metrics } from './metrics.js';
 
 /** Who did something and from where; `ip` and `userAgent` are null for the command line. */
 export interface AuditActor {
@@ -61,6 +62,7 @@ export class AuditLog {
   constructor(
     database: Pick<Database, 'auditEvents' | 'insertRows'>,
     private readonly now: Clock,
+    private readonly metrics?: Pick<Metrics, 'authEvent'>,
   ) {
     this.events = database.auditEvents;
     this.insertRows = database.insertRows;
@@ -68,6 +70,7 @@ export class AuditLog {
 
   /** Records one event. `detail` must never hold a password, token or cookie. */
   record(event: AuditEventName, actor: AuditActor, detail: string | null = null): Promise<void> {
+    this.metrics?.authEvent(event);
     const batch = this.openBatch();
     batch.rows.push({
       at: new Date(this.now()),

@@ -1,8 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
 import { BearerError } from '../errors.js';
+import type { Metrics, TokenVerificationResult } from './metrics.js';
 import type { SessionService } from './sessions.js';
-import type { AccessTokenClaims, TokenService } from './tokens.js';
+import { TOKEN_EXPIRED, type AccessTokenClaims, type TokenService } from './tokens.js';
 import type { PublicUser, UserService } from './users.js';
 
 /**
@@ -23,6 +24,7 @@ export class TokenAccess {
     private readonly sessions: SessionService,
     ttlMs: number,
     now: Clock,
+    private readonly metrics?: Pick<Metrics, 'tokenVerified'>,
   ) {
     // ttlResolution 0: lru-cache otherwise reuses a clock reading for 1 ms of real time, so an
     // injected clock that has moved past the TTL would still get a stale answer.
@@ -54,6 +56,11 @@ export class TokenAccess {
     return revoked;
   }
 
+  /** Counts one {@link acceptToken} outcome (token_verifications_total); nothing without metrics. */
+  countVerification(result: TokenVerificationResult): void {
+    this.metrics?.tokenVerified(result);
+  }
+
   /** Drops every cached answer (the change feed was down: whatever changed meanwhile is unknown). */
   forgetAll(): void {
     this.users.forgetAll();
@@ -78,11 +85,27 @@ export interface AcceptedToken {
  * The one sequence that decides whether a bearer token is accepted, shared by
  * `/api` and introspection: signature, header and claims ({@link TokenService}),
  * then the user's and the session's current state ({@link TokenAccess}).
- * Throws a BearerError (`invalid_token`) when it is not.
+ * Throws a BearerError (`invalid_token`) when it is not. Each outcome is
+ * counted here, once (token_verifications_total by result, when the app has
+ * metrics).
  */
 export async function acceptToken(tokens: TokenService, access: TokenAccess, token: string): Promise<AcceptedToken> {
-  // HS256 answers synchronously; ES256/RS256 may first reload the key set (see TokenService.verifyCurrent).
-  const verified = tokens.verifyCurrent(token);
-  const claims = verified instanceof Promise ? await verified : verified;
-  return { user: await access.check(claims), claims };
+  let claims: AccessTokenClaims;
+  try {
+    // HS256 answers synchronously; ES256/RS256 may first reload the key set (see TokenService.verifyCurrent).
+    const verified = tokens.verifyCurrent(token);
+    claims = verified instanceof Promise ? await verified : verified;
+  } catch (err) {
+    access.countVerification(err instanceof BearerError ? (err.message === TOKEN_EXPIRED ? 'expired' : 'invalid') : 'error');
+    throw err;
+  }
+  let user: PublicUser;
+  try {
+    user = await access.check(claims);
+  } catch (err) {
+    access.countVerification(err instanceof BearerError ? 'revoked' : 'error');
+    throw err;
+  }
+  access.countVerification('valid');
+  return { user, claims };
 }

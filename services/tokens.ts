@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { BearerError } from '../errors.js';
+import type { Metrics } from './metrics.js';
 import type { SigningKeys } from './signing-keys.js';
 import type { PublicUser } from './users.js';
 
@@ -25,6 +26,9 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 /** Sessions created before `amr` was recorded were password sign-ins. */
 export const PASSWORD_ONLY: readonly AuthMethod[] = Object.freeze(['pwd']);
+
+/** The description of the `invalid_token` error for an expired token (metrics count these apart). */
+export const TOKEN_EXPIRED = 'The token has expired';
 
 /** Longest token we are willing to parse: ours are ~400 bytes. */
 export const MAX_TOKEN_LENGTH = 4096;
@@ -101,6 +105,7 @@ export class TokenService {
     private readonly settings: Config['jwt'],
     private readonly now: Clock,
     private readonly keys?: SigningKeys,
+    private readonly metrics?: Pick<Metrics, 'tokenMinted'>,
   ) {
     if (settings.algorithm !== 'HS256' && !keys) throw new TypeError(`TokenService with ${settings.algorithm} needs the signing keys`);
   }
@@ -135,6 +140,7 @@ export class TokenService {
     } else {
       token = jwt.sign(claims, this.settings.key, { algorithm: 'HS256', header: { alg: 'HS256', typ: 'JWT' } });
     }
+    this.metrics?.tokenMinted();
     return { token, claims, expiresIn: this.settings.expiresInSeconds };
   }
 
@@ -196,7 +202,7 @@ export class TokenService {
     }
     const { claims } = entry;
     // The same bounds jsonwebtoken applies, rechecked on every use.
-    if (nowSeconds >= claims.exp + this.settings.clockToleranceSeconds) throw BearerError.invalid('The token has expired');
+    if (nowSeconds >= claims.exp + this.settings.clockToleranceSeconds) throw BearerError.invalid(TOKEN_EXPIRED);
     if (claims.iat > nowSeconds + this.settings.clockToleranceSeconds) throw BearerError.invalid('The token is not valid yet');
     return claims;
   }
@@ -231,7 +237,7 @@ export class TokenService {
       });
     } catch (err) {
       if (nextKeyToTry && err instanceof jwt.JsonWebTokenError && err.message === 'invalid signature') return null;
-      if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid('The token has expired');
+      if (err instanceof jwt.TokenExpiredError) throw BearerError.invalid(TOKEN_EXPIRED);
       if (err instanceof jwt.NotBeforeError) throw BearerError.invalid('The token is not valid yet');
       throw BearerError.invalid('The token signature or claims are invalid');
     }

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../config.js';
 import { migrateUp } from '../../migrations/runner.js';
 import { openDatabase, type Database } from '../../models/database.js';
 import { projectRoot } from '../../paths.js';
+import type { Metrics } from '../../services/metrics.js';
 import { SigningKeys } from '../../services/signing-keys.js';
 import { responseContract } from './contract.js';
 import { createTestDatabase, testDatabaseUrl } from './postgres.js';
@@ -40,7 +41,7 @@ export interface TestApp {
  * against it (`responseContract`, unless `checkResponses` replaces it): one
  * that does not match answers 500.
  */
-export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string; clock?: Clock; checkResponses?: AppDeps['checkResponses'] } = {}): Promise<TestApp> {
+export async function startTestApp(options: { env?: Record<string, string>; databaseUrl?: string; clock?: Clock; metrics?: Metrics; checkResponses?: AppDeps['checkResponses'] } = {}): Promise<TestApp> {
   const pg = !options.databaseUrl && !options.env?.DATABASE_URL && testDatabaseUrl ? await createTestDatabase() : undefined;
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const config = testConfig({ ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}), ...options.env });
@@ -72,6 +73,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     checkResponses: options.checkResponses ?? responseContract,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(signingKeys ? { signingKeys } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   const server = createServer({ maxHeaderSize: 96 * 1024 }, app);
   let closing: Promise<void> | undefined;
