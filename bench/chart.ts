@@ -1,16 +1,21 @@
 /**
- * The SVG chart of a benchmark run that bench/run.ts writes next to the results
- * file: each throughput target's req/s as a share of the Express floor's, and
- * the ES256/RS256 apps' as a share of the same route on the HS256 app. A pure
- * function of the results object; the SVG is self-contained (no scripts, no
- * external fonts or styles).
+ * The SVG chart that bench/run.ts writes next to the results file: each
+ * throughput target's req/s as a share of the Express floor's (fresh
+ * processes, then the long-lived process), and the ES256/RS256 apps' as a
+ * share of the same route on the HS256 app. A pure function of the results
+ * object; the SVG is self-contained (no scripts, no external fonts or styles).
  */
-import { APP_TARGETS, fmtRatio, HS256_TWIN, isAlgTarget, RATIO_GOALS, median, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
+import { APP_TARGETS, fmtRatio, FRESH_GOALS, HS256_TWIN, isAlgTarget, median, MIXED_GOALS, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
 
-/** The parts of a results object (bench/results.json) that the chart reads. */
-export interface ChartInput {
+/** Rounds and their medians (the ratios are all the chart reads of them). */
+interface RoundsInput {
   medians: Pick<Medians, 'ratios'>;
   rounds: readonly Pick<Round, 'throughput'>[];
+}
+
+/** The parts of a results object (bench/results.json) that the chart reads: the fresh-process rounds, and the long-lived ones when they ran. */
+export interface ChartInput extends RoundsInput {
+  mixed?: RoundsInput;
   settings?: { mode: string };
   startedAt?: string;
   git?: { commit: string | null; dirty: boolean | null };
@@ -26,14 +31,14 @@ interface Row {
   goal: number | undefined;
 }
 
-/** The panels, each with its bars top to bottom (a target missing from the run has no bar) and what they are divided by. */
+/** The panels, each with its bars top to bottom (a target missing from the run has no bar), what they are divided by, their goals and rounds. */
 const PANELS = [
-  { ids: ['floor', 'me', 'uncached', 'token', 'ceiling'], vs: 'express', caption: 'req/s ÷ Express floor req/s of the same round' },
-  { ids: ['meEs256', 'tokenEs256', 'meRs256', 'tokenRs256'], vs: 'hs256', caption: 'req/s ÷ req/s of the same route on the HS256 app, same round' },
-] as const satisfies readonly { ids: readonly TargetId[]; vs: 'express' | 'hs256'; caption: string }[];
+  { ids: ['floor', 'me', 'uncached', 'token', 'mePg', 'tokenPg', 'ceiling'], vs: 'express', goals: FRESH_GOALS, mixed: false, caption: 'fresh processes: req/s ÷ Express floor req/s of the same round' },
+  { ids: ['meEs256', 'tokenEs256', 'meRs256', 'tokenRs256'], vs: 'hs256', goals: FRESH_GOALS, mixed: false, caption: 'fresh processes: req/s ÷ req/s of the same route on the HS256 app, same round' },
+  { ids: ['floor', 'me', 'token'], vs: 'express', goals: MIXED_GOALS, mixed: true, caption: 'long-lived process, mixed traffic (what production sees): req/s ÷ Express floor req/s' },
+] as const satisfies readonly { ids: readonly TargetId[]; vs: 'express' | 'hs256'; goals: Partial<Record<TargetId, number>>; mixed: boolean; caption: string }[];
 /** From the axis caption of one panel to the first bar of the next. */
 const PANEL_GAP = 56;
-const GOALS: Partial<Record<TargetId, number>> = RATIO_GOALS;
 /** The axis stops here; a longer bar (the node:http ceiling, often ~4×) is cut and says so. */
 const AXIS_CAP = 2;
 const STEP = 0.2;
@@ -57,7 +62,10 @@ function text(x: number, y: number, content: string, attrs = ''): string {
 }
 
 /** A panel's rows: every target of it with at least one round next to a run of its reference (floor or HS256 twin). */
-function rowsOf(r: ChartInput, panel: (typeof PANELS)[number]): Row[] {
+function rowsOf(results: ChartInput, panel: (typeof PANELS)[number]): Row[] {
+  const r = panel.mixed ? results.mixed : results;
+  if (!r) return [];
+  const goals: Partial<Record<TargetId, number>> = panel.goals;
   const rows = panel.ids.flatMap((id: TargetId) => {
     const reference = isAlgTarget(id) ? HS256_TWIN[id] : 'floor';
     const rounds = r.rounds.map((x) => ratio(x.throughput[id], x.throughput[reference])).filter((v) => Number.isFinite(v));
@@ -65,7 +73,7 @@ function rowsOf(r: ChartInput, panel: (typeof PANELS)[number]): Row[] {
     // results.json stores NaN as null: fall back to the median of the rounds.
     const stored: unknown = (APP_TARGETS as readonly TargetId[]).includes(id) ? r.medians.ratios[id as AppTargetId]?.[panel.vs] : undefined;
     const value = typeof stored === 'number' && Number.isFinite(stored) ? stored : median(rounds);
-    return [{ id, value, rounds, goal: GOALS[id] }];
+    return [{ id, value, rounds, goal: goals[id] }];
   });
   return rows.some((row) => row.id !== 'floor') ? rows : [];
 }
@@ -77,17 +85,27 @@ function axisMaxOf(rows: Row[]): number {
   return Math.min(AXIS_CAP, Math.max(1.2, steps * STEP));
 }
 
-/** Title and a subtitle with whatever the results say about the run. */
-function header(r: ChartInput): string[] {
+/** What the charts' subtitle says about the run, when the results have it. */
+type RunMeta = Pick<ChartInput, 'settings' | 'startedAt' | 'git' | 'machine'>;
+
+/** Title and a subtitle with whatever the results say about the run, then `extra`. */
+function header(title: string, r: RunMeta, extra: string): string[] {
   const commit = r.git?.commit ? `commit ${r.git.commit.slice(0, 10)}${r.git.dirty ? ' (uncommitted changes)' : ''}` : '';
   const date = r.startedAt ? `${r.startedAt.slice(0, 16).replace('T', ' ')} UTC` : '';
   const mode = r.settings?.mode ? `${r.settings.mode} run` : '';
   const node = r.machine?.node ? `node ${r.machine.node}` : '';
-  const rounds = `${r.rounds.length} round${r.rounds.length === 1 ? '' : 's'}`;
+  return [text(16, 26, title, 'font-size="15" font-weight="bold"'), text(16, 45, [mode, date, commit, node, extra].filter(Boolean).join(' · '), 'font-size="11" fill="#555"')];
+}
+
+/** The SVG document around a chart's elements. */
+function svgDocument(height: number, body: readonly string[]): string {
   return [
-    text(16, 26, 'Token Bridge benchmark: throughput as a share of a reference run in the same round', 'font-size="15" font-weight="bold"'),
-    text(16, 45, [mode, date, commit, node, rounds].filter(Boolean).join(' · '), 'font-size="11" fill="#555"'),
-  ];
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
+    ...body,
+    '</svg>',
+    '',
+  ].join('\n');
 }
 
 /** A panel's grid lines and tick labels every STEP, the 1.0 line darker, and its caption. */
@@ -138,7 +156,9 @@ function row(r: Row, top: number, max: number, x: (v: number) => number): string
  */
 export function renderRatioChart(results: ChartInput): string {
   const panels = PANELS.map((panel) => ({ ...panel, rows: rowsOf(results, panel) })).filter((panel) => panel.rows.length > 0);
-  const body = header(results);
+  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const rounds = [plural(results.rounds.length, 'round'), results.mixed ? `${results.mixed.rounds.length} long-lived` : ''].filter(Boolean).join(', ');
+  const body = header('Token Bridge benchmark: throughput as a share of a reference run in the same round', results, rounds);
   let bottom = TOP + ROW_H;
   if (panels.length === 0) {
     body.push(text(16, TOP + 24, 'No ratios: this run has no Express floor or HS256 rounds next to other targets (see --only).', 'fill="#444"'));
@@ -153,12 +173,5 @@ export function renderRatioChart(results: ChartInput): string {
     }
     body.push(text(16, bottom + 52, 'Bars: median of the per-round ratios · dots: one round each · dashed: goal (green met, orange missed)', 'font-size="10" fill="#666"'));
   }
-  const height = bottom + (panels.length ? 64 : 20);
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12">`,
-    `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
-    ...body,
-    '</svg>',
-    '',
-  ].join('\n');
+  return svgDocument(bottom + (panels.length ? 64 : 20), body);
 }

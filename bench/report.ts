@@ -4,7 +4,7 @@
  */
 import type { LatencySummary, LoginStats, RunStats } from './scenarios.js';
 
-export type TargetId = 'floor' | 'ceiling' | 'me' | 'uncached' | 'token' | 'meEs256' | 'tokenEs256' | 'meRs256' | 'tokenRs256';
+export type TargetId = 'floor' | 'ceiling' | 'me' | 'uncached' | 'token' | 'meEs256' | 'tokenEs256' | 'meRs256' | 'tokenRs256' | 'mePg' | 'tokenPg';
 
 /** Every target, in the order of the table. */
 export const TARGET_LABELS: Record<TargetId, string> = {
@@ -17,10 +17,12 @@ export const TARGET_LABELS: Record<TargetId, string> = {
   tokenEs256: 'app ES256: GET /auth/token',
   meRs256: 'app RS256: GET /api/me',
   tokenRs256: 'app RS256: GET /auth/token',
+  mePg: 'app PostgreSQL: GET /api/me',
+  tokenPg: 'app PostgreSQL: GET /auth/token',
 };
 
 /** The app's targets: each gets ratios to both baselines. */
-export const APP_TARGETS = ['me', 'uncached', 'token', 'meEs256', 'tokenEs256', 'meRs256', 'tokenRs256'] as const;
+export const APP_TARGETS = ['me', 'uncached', 'token', 'meEs256', 'tokenEs256', 'meRs256', 'tokenRs256', 'mePg', 'tokenPg'] as const;
 export type AppTargetId = (typeof APP_TARGETS)[number];
 
 /** The targets on an app signing with ES256 or RS256, each with the same route on the HS256 app (its ratio `hs256`). */
@@ -30,24 +32,31 @@ export type AlgTargetId = keyof typeof HS256_TWIN;
 export const isAlgTarget = (id: TargetId): id is AlgTargetId => id in HS256_TWIN;
 
 /**
- * The throughput goals, each a least median ratio: the HS256 app's routes to
- * the Express floor (issue 6), the ES256 app's to the same route on the HS256 app.
- * RS256 has none: it is measured to show what RSA signing costs.
+ * The throughput goals of the fresh-process rounds, each a least median ratio
+ * (issue 14): the HS256 and PostgreSQL apps' routes to the Express floor, the
+ * ES256 app's to the same route on the HS256 app. RS256 has none: it is
+ * measured to show what RSA signing costs.
  */
-export const RATIO_GOALS = { me: 0.8, token: 0.3, meEs256: 0.95, tokenEs256: 0.85 } as const satisfies Partial<Record<AppTargetId, number>>;
-const GOAL_NAMES: Record<keyof typeof RATIO_GOALS, string> = {
+export const FRESH_GOALS = { me: 1.3, token: 0.5, meEs256: 0.95, tokenEs256: 0.85, mePg: 1.3, tokenPg: 0.45 } as const satisfies Partial<Record<AppTargetId, number>>;
+/** Issue 14: no fresh round of `/api/me` below this ratio to the floor (every process fast). */
+export const ME_LOWEST_ROUND = 1.1;
+/** The long-lived app's goals (issue 6): its routes to the Express floor under mixed traffic. */
+export const MIXED_GOALS = { me: 0.8, token: 0.3 } as const satisfies Partial<Record<AppTargetId, number>>;
+const GOAL_NAMES: Record<keyof typeof FRESH_GOALS, string> = {
   me: '/api/me vs express floor',
   token: '/auth/token vs express floor',
   meEs256: '/api/me ES256 vs HS256',
   tokenEs256: '/auth/token ES256 vs HS256',
+  mePg: '/api/me PostgreSQL vs express floor',
+  tokenPg: '/auth/token PostgreSQL vs express floor',
 };
 
-/** A throughput run and the server's CPU time per request over it (µs, from /proc; null where unreadable). */
-export type TargetRun = RunStats & { cpuUs?: number | null };
+/** A throughput run, the CPU time per request of its server's process tree (µs, from /proc; null where unreadable) and the server's pid. */
+export type TargetRun = RunStats & { cpuUs?: number | null; pid?: number };
 
 export interface Round {
   round: number;
-  /** The order the targets ran in this round (rotated every round). */
+  /** The order the targets ran in this round (shuffled, or rotated in the long-lived scenario). */
   order: TargetId[];
   throughput: Partial<Record<TargetId, TargetRun>>;
   login?: LoginStats;
@@ -61,6 +70,8 @@ export interface RssSample {
   ms: number;
   rss: number;
 }
+
+const rssOf = (p: RssSample) => p.rss;
 
 /** What bench/run.ts measured around the RSS run (bytes; `series` ms since its first request). */
 export interface MemoryReadings {
@@ -99,8 +110,8 @@ export interface MemoryReport extends MemoryReadings {
  */
 export function memoryReport(m: MemoryReadings): MemoryReport {
   const end = m.series.at(-1)?.ms ?? 0;
-  const troughFirst = lowestBetween(m.series, 0, end / 5);
-  const troughLast = lowestBetween(m.series, end - end / 5, end);
+  const troughFirst = lowestBetween(m.series, 0, end / 5, rssOf);
+  const troughLast = lowestBetween(m.series, end - end / 5, end, rssOf);
   return {
     ...m,
     troughFirst,
@@ -205,16 +216,38 @@ export function countErrors(rounds: readonly Round[], memory: MemoryReport | und
   };
 }
 
-export function evaluateGoals(m: Medians, memory: MemoryReport | undefined, errors: Errors): Goal[] {
+/** A ratio goal's row: three decimals, so a value just under a goal never reads as the goal itself (0.298, not 0.30). */
+function ratioGoal(name: string, value: number, min: number): Goal {
+  const finite = Number.isFinite(value);
+  return { name, target: `≥ ${min.toFixed(2)}×`, value: `${finite ? value.toFixed(3) : '?'}×`, pass: finite ? value >= min : null };
+}
+
+/** The lowest finite per-round ratio of `id` to the floor, NaN when no round has one. */
+function lowestRound(rounds: readonly Round[], id: AppTargetId): number {
+  const values = rounds.map((r) => ratio(r.throughput[id], r.throughput.floor)).filter(Number.isFinite);
+  return values.length ? Math.min(...values) : NaN;
+}
+
+/** The goals of the fresh-process rounds (issue 14), of the long-lived scenario (issue 6) when it ran, and no errors. */
+export function evaluateGoals(
+  fresh: { rounds: readonly Round[]; medians: Medians },
+  mixed: { medians: Medians; memory?: MemoryReport } | undefined,
+  errors: Errors,
+): Goal[] {
   const goals: Goal[] = [];
-  // Three decimals, so a value just under a goal never reads as the goal itself (0.298, not 0.30).
-  for (const [id, min] of Object.entries(RATIO_GOALS) as [keyof typeof RATIO_GOALS, number][]) {
-    const value = isAlgTarget(id) ? m.ratios[id]?.hs256 : m.ratios[id]?.express;
+  for (const [id, min] of Object.entries(FRESH_GOALS) as [keyof typeof FRESH_GOALS, number][]) {
+    const value = isAlgTarget(id) ? fresh.medians.ratios[id]?.hs256 : fresh.medians.ratios[id]?.express;
     if (value === undefined) continue;
-    const finite = Number.isFinite(value);
-    goals.push({ name: GOAL_NAMES[id], target: `≥ ${min.toFixed(2)}×`, value: `${finite ? value.toFixed(3) : '?'}×`, pass: finite ? value >= min : null });
+    goals.push(ratioGoal(`${GOAL_NAMES[id]}, fresh processes`, value, min));
+    if (id === 'me') goals.push(ratioGoal('/api/me vs express floor, lowest fresh round', lowestRound(fresh.rounds, 'me'), ME_LOWEST_ROUND));
   }
-  if (m.healthz) goals.push({ name: '/healthz p99 during sign-in storm', target: '≤ 100 ms', value: `${fmtMs(m.healthz.p99)} ms (worst round ${fmtMs(m.healthz.worstP99)})`, pass: m.healthz.p99 <= 100 });
+  for (const [id, min] of Object.entries(MIXED_GOALS) as [keyof typeof MIXED_GOALS, number][]) {
+    const value = mixed?.medians.ratios[id]?.express;
+    if (value !== undefined) goals.push(ratioGoal(`${GOAL_NAMES[id]}, long-lived process`, value, min));
+  }
+  const healthz = mixed?.medians.healthz;
+  if (healthz) goals.push({ name: '/healthz p99 during sign-in storm', target: '≤ 100 ms', value: `${fmtMs(healthz.p99)} ms (worst round ${fmtMs(healthz.worstP99)})`, pass: healthz.p99 <= 100 });
+  const memory = mixed?.memory;
   if (memory && memory.growth !== null) {
     goals.push({ name: `RSS growth over ${fmtInt(memory.requests)} requests (troughs)`, target: '< 50 MB', value: `${fmtMb(memory.growth)} MB`, pass: memory.growth < 50 * 1024 * 1024 });
   }
@@ -233,12 +266,12 @@ export function fmtRatio(n: number): string {
   return Number.isFinite(n) ? n.toFixed(2) : '—';
 }
 
-function fmtMs(n: number): string {
+export function fmtMs(n: number): string {
   if (!Number.isFinite(n)) return '—';
   return n < 10 ? n.toFixed(1) : Math.round(n).toString();
 }
 
-function fmtMb(bytes: number | null): string {
+export function fmtMb(bytes: number | null): string {
   return bytes === null || !Number.isFinite(bytes) ? '—' : (bytes / (1024 * 1024)).toFixed(1);
 }
 
@@ -248,7 +281,7 @@ function fmtK(n: number): string {
 }
 
 /** A plain-text table with right-aligned numeric columns (all but the first). */
-function table(header: string[], rows: string[][], indent = '  '): string {
+export function table(header: string[], rows: string[][], indent = '  '): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     indent + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
@@ -258,53 +291,94 @@ function table(header: string[], rows: string[][], indent = '  '): string {
 export interface ReportInput {
   title: string;
   subtitle: string[];
-  rounds: readonly Round[];
-  medians: Medians;
-  memory?: MemoryReport;
+  /** The fresh-process rounds. */
+  rounds?: readonly Round[];
+  medians?: Medians;
+  /** The long-lived scenario. */
+  mixed?: { rounds: readonly Round[]; medians: Medians; memory?: MemoryReport };
+  /** Text sections printed before the goals (the soak's). */
+  sections?: string[];
   goals: Goal[];
   connections: number;
   stormConcurrency: number;
   probeRate: number;
 }
 
+/** One round's ratio of a target: to the floor, or for ES256/RS256 to the same route on the HS256 app; none for the floor. */
+function roundRatio(round: Round, id: TargetId): number {
+  if (id === 'floor') return NaN;
+  return ratio(round.throughput[id], round.throughput[isAlgTarget(id) ? HS256_TWIN[id] : 'floor']);
+}
+
+/** The throughput table of some rounds (medians, ratios, CPU per request) and a table of every round's values. */
+function throughputSection(heading: string, rounds: readonly Round[], medians: Medians): string[] {
+  const ids = (Object.keys(TARGET_LABELS) as TargetId[]).filter((id) => medians.throughput[id]);
+  if (ids.length === 0) return [];
+  // The baselines' ratios to each other are not in the medians: computed here.
+  const baselineRatio = (a: TargetId, b: TargetId) => median(rounds.map((x) => ratio(x.throughput[a], x.throughput[b])));
+  const rows = ids.map((id) => {
+    const m = medians.throughput[id]!;
+    const runs = present(rounds.map((x) => x.throughput[id]));
+    const ratios = medians.ratios[id as AppTargetId];
+    const vsExpress = id === 'floor' ? 1 : id === 'ceiling' ? baselineRatio('ceiling', 'floor') : (ratios?.express ?? NaN);
+    const vsHttp = id === 'ceiling' ? 1 : id === 'floor' ? baselineRatio('floor', 'ceiling') : (ratios?.http ?? NaN);
+    const vsHs256 = isAlgTarget(id) ? fmtRatio(ratios?.hs256 ?? NaN) : '';
+    return [TARGET_LABELS[id], fmtInt(m.rps), fmtMs(m.p50), fmtMs(m.p99), fmtInt(m.cpuUs), fmtRatio(vsExpress), fmtRatio(vsHttp), vsHs256, fmtErrors(runs)];
+  });
+  const perRound = ids.map((id) => {
+    const cells = (f: (r: Round) => string) => rounds.map(f).join(' ');
+    return [
+      TARGET_LABELS[id],
+      id === 'floor' ? '' : cells((r) => fmtRatio(roundRatio(r, id))),
+      cells((r) => fmtInt(r.throughput[id]?.cpuUs ?? NaN)),
+      cells((r) => fmtK(r.throughput[id]?.rps ?? NaN)),
+    ];
+  });
+  return [
+    heading,
+    table(['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× express', '× node:http', '× HS256', 'err/non2xx/bad'], rows),
+    '  per round (ratio: × express, × HS256 for ES256 and RS256):',
+    table(['target', 'ratio per round', 'CPU µs/req per round', 'req/s per round'], perRound, '    '),
+    '',
+  ];
+}
+
 export function renderReport(r: ReportInput): string {
   const out: string[] = [r.title, ...r.subtitle, ''];
-  const ids = (Object.keys(TARGET_LABELS) as TargetId[]).filter((id) => r.medians.throughput[id]);
-  if (ids.length) {
-    // The baselines' ratios to each other are not in the medians: computed here.
-    const baselineRatio = (a: TargetId, b: TargetId) => median(r.rounds.map((x) => ratio(x.throughput[a], x.throughput[b])));
-    const rows = ids.map((id) => {
-      const m = r.medians.throughput[id]!;
-      const runs = present(r.rounds.map((x) => x.throughput[id]));
-      const ratios = r.medians.ratios[id as AppTargetId];
-      const vsExpress = id === 'floor' ? 1 : id === 'ceiling' ? baselineRatio('ceiling', 'floor') : (ratios?.express ?? NaN);
-      const vsHttp = id === 'ceiling' ? 1 : id === 'floor' ? baselineRatio('floor', 'ceiling') : (ratios?.http ?? NaN);
-      const vsHs256 = isAlgTarget(id) ? fmtRatio(ratios?.hs256 ?? NaN) : '';
-      return [TARGET_LABELS[id], fmtInt(m.rps), fmtMs(m.p50), fmtMs(m.p99), fmtInt(m.cpuUs), fmtRatio(vsExpress), fmtRatio(vsHttp), vsHs256, fmtErrors(runs), runs.map((x) => fmtK(x.rps)).join(' ')];
-    });
-    out.push(`Throughput: ${r.connections} keep-alive connections, medians of ${r.rounds.length} alternating rounds; ratios are medians of per-round ratios`);
-    out.push(table(['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× express', '× node:http', '× HS256', 'err/non2xx/bad', 'req/s per round'], rows));
-    const algIds = ids.filter(isAlgTarget);
-    if (algIds.length) out.push('  × HS256 per round (req/s ÷ the same route on the HS256 app in that round):');
-    for (const id of algIds) {
-      const perRound = r.rounds.map((x) => fmtRatio(ratio(x.throughput[id], x.throughput[HS256_TWIN[id]])));
-      out.push(`    ${TARGET_LABELS[id].padEnd(Math.max(...algIds.map((a) => TARGET_LABELS[a].length)))}  ${perRound.join(' ')}`);
-    }
-    out.push('');
+  if (r.rounds && r.medians) {
+    out.push(
+      ...throughputSection(
+        `Fresh processes: every round a new server per target, set up through the forms and warmed up, then all measured in a shuffled order; ` +
+          `${r.connections} keep-alive connections, medians of ${r.rounds.length} rounds; ratios are medians of per-round ratios; CPU: the server's process tree`,
+        r.rounds,
+        r.medians,
+      ),
+    );
   }
-  if (r.medians.login) {
-    const l = r.medians.login;
-    const runs = present(r.rounds.map((x) => x.login));
-    const probes = present(r.rounds.map((x) => x.healthz));
-    const idle = present(r.rounds.map((x) => x.healthzIdle));
+  const mixed = r.mixed;
+  if (mixed) {
+    out.push(
+      ...throughputSection(
+        `Long-lived process, mixed traffic (what production sees): one app process serves every route, the sign-in storms and the RSS run; ` +
+          `the floor long-lived too; order rotated every round; medians of ${mixed.rounds.length} rounds`,
+        mixed.rounds,
+        mixed.medians,
+      ),
+    );
+  }
+  if (mixed?.medians.login) {
+    const l = mixed.medians.login;
+    const runs = present(mixed.rounds.map((x) => x.login));
+    const probes = present(mixed.rounds.map((x) => x.healthz));
+    const idle = present(mixed.rounds.map((x) => x.healthzIdle));
     const probeRow = (label: string, m: { p50: number; p99: number }, p: RunStats[]) =>
       [label, `${fmtInt(median(p.map((x) => x.rps)))} req/s`, fmtMs(m.p50), fmtMs(m.p99), fmtErrors(p), p.map((x) => `${fmtMs(x.latency.p99)}ms`).join(' ')];
     const rows = [['POST /auth/login', `${l.loginsPerSecond.toFixed(1)} logins/s`, fmtMs(l.postP50), fmtMs(l.postP99), fmtErrors(runs), runs.map((x) => x.loginsPerSecond.toFixed(1)).join(' ')]];
-    if (r.medians.healthz) {
-      if (r.medians.healthzIdle) rows.push(probeRow('GET /healthz, app idle (reference)', r.medians.healthzIdle, idle));
-      rows.push(probeRow('GET /healthz during the storm', r.medians.healthz, probes));
+    if (mixed.medians.healthz) {
+      if (mixed.medians.healthzIdle) rows.push(probeRow('GET /healthz, app idle (reference)', mixed.medians.healthzIdle, idle));
+      rows.push(probeRow('GET /healthz during the storm', mixed.medians.healthz, probes));
     }
-    out.push(`Sign-in storm: ${r.stormConcurrency} browsers each looping GET /auth/login → POST /auth/login (argon2id verify), /healthz probed at ${r.probeRate} req/s meanwhile`);
+    out.push(`Sign-in storm on the long-lived app: ${r.stormConcurrency} browsers each looping GET /auth/login → POST /auth/login (argon2id verify), /healthz probed at ${r.probeRate} req/s meanwhile`);
     out.push(table(['scenario', 'rate', 'p50 ms', 'p99 ms', 'err/non2xx/bad', 'per round (logins/s; healthz p99)'], rows));
     out.push(
       `  after each storm one more sign-in took ${runs.map((x) => (x.drainMs === null ? 'FAILED' : `${fmtMs(x.drainMs)} ms`)).join(', ')}` +
@@ -312,12 +386,12 @@ export function renderReport(r: ReportInput): string {
       '',
     );
   }
-  if (r.memory) {
-    const m = r.memory;
+  if (mixed?.memory) {
+    const m = mixed.memory;
     const cut = m.requests < m.planned ? ` (of ${fmtInt(m.planned)} planned: stopped at the time limit)` : '';
     const mb = (bytes: number | null) => `${fmtMb(bytes)} MB`;
     const signed = (bytes: number | null) => `${bytes !== null && bytes >= 0 ? '+' : ''}${mb(bytes)}`;
-    out.push(`Memory: VmRSS of the app process over ${fmtInt(m.requests)} requests${cut} after ${fmtInt(m.warmup)} unmeasured ones, ${m.mix}, ${fmtInt(m.run.rps)} req/s`);
+    out.push(`Memory: VmRSS of the long-lived app over ${fmtInt(m.requests)} requests${cut} after ${fmtInt(m.warmup)} unmeasured ones, ${m.mix}, ${fmtInt(m.run.rps)} req/s`);
     out.push(
       table(
         ['idle after setup', 'before', 'after', 'trough, first fifth', 'trough, last fifth', 'growth (troughs)', 'after − before', 'peak (VmHWM)', 'err/non2xx/bad'],
@@ -326,6 +400,7 @@ export function renderReport(r: ReportInput): string {
     );
     out.push(`  lowest RSS of each tenth of the run (MB): ${tenths(m.series).map(fmtMb).join(' ')}`, '');
   }
+  out.push(...(r.sections ?? []));
   out.push('Goals');
   out.push(table(['goal', 'target', 'measured', ''], r.goals.map((g) => [g.name, g.target, g.value, g.pass === null ? '?' : g.pass ? 'met' : 'MISSED'])));
   return out.join('\n');
@@ -334,11 +409,11 @@ export function renderReport(r: ReportInput): string {
 /** The lowest reading of each tenth of a series (its GC troughs): a leak shows as a steady climb. */
 function tenths(series: readonly RssSample[]): number[] {
   const end = series.at(-1)?.ms ?? 0;
-  return present(Array.from({ length: 10 }, (_, i) => lowestBetween(series, (end * i) / 10, (end * (i + 1)) / 10)));
+  return present(Array.from({ length: 10 }, (_, i) => lowestBetween(series, (end * i) / 10, (end * (i + 1)) / 10, rssOf)));
 }
 
-/** The lowest RSS read from `from` to `to` ms (inclusive), or null when none was. */
-function lowestBetween(series: readonly RssSample[], from: number, to: number): number | null {
-  const window = series.filter((p) => p.ms >= from && p.ms <= to).map((p) => p.rss);
+/** The lowest value `pick` reads in the readings from `from` to `to` ms (inclusive), or null when none was. */
+export function lowestBetween<P extends { ms: number }>(series: readonly P[], from: number, to: number, pick: (p: P) => number): number | null {
+  const window = series.filter((p) => p.ms >= from && p.ms <= to).map(pick);
   return window.length > 0 ? Math.min(...window) : null;
 }

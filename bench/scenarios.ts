@@ -54,19 +54,21 @@ export interface RunStats {
   statusCodes: Record<string, number>;
 }
 
-/** One autocannon run, `stop()`ped when it is still going after `limitMs`. */
-function cannon(options: autocannon.Options, limitMs: number): Promise<autocannon.Result> {
+/** One autocannon run, `stop()`ped when it is still going after `limitMs`; `onStart` gets the instance (for its events). */
+export function cannon(options: autocannon.Options, limitMs: number, onStart?: (instance: autocannon.Instance) => void): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
-    const instance = autocannon({ pipelining: 1, timeout: 10, ...options }, (err: unknown, res: autocannon.Result) => {
+    // Sampled every 100 ms (not every second): a run ends on the first sample after its duration or amount.
+    const instance = autocannon({ pipelining: 1, timeout: 10, sampleInt: 100, ...options }, (err: unknown, res: autocannon.Result) => {
       clearTimeout(limit);
       if (err) reject(err instanceof Error ? err : new Error(String(err)));
       else resolve(res);
     });
     const limit = setTimeout(() => instance.stop(), limitMs);
+    onStart?.(instance);
   });
 }
 
-function summarize(res: autocannon.Result, overrides: Partial<RunStats> = {}): RunStats {
+export function summarize(res: autocannon.Result, overrides: Partial<RunStats> = {}): RunStats {
   const statusCodes: Record<string, number> = {};
   for (const [code, stat] of Object.entries(res.statusCodeStats ?? {})) statusCodes[code] = (stat as { count?: number }).count ?? 0;
   const { p50, p90, p99, max, mean } = res.latency;
@@ -85,7 +87,7 @@ function summarize(res: autocannon.Result, overrides: Partial<RunStats> = {}): R
 }
 
 /** Nearest-rank percentiles, max and mean of milliseconds timed with performance.now(). */
-function latencyOf(times: number[]): LatencySummary {
+export function latencyOf(times: number[]): LatencySummary {
   const sorted = [...times].sort((a, b) => a - b);
   const at = (p: number) => (sorted.length ? sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN);
   const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : NaN;
@@ -193,12 +195,12 @@ interface FlowContext {
 }
 
 /** A header of autocannon's raw-cased response headers (an array when repeated). */
-function headerIn(headers: unknown, name: string): unknown {
+export function headerIn(headers: unknown, name: string): unknown {
   return Object.entries(headers as Record<string, unknown>).find(([key]) => key.toLowerCase() === name)?.[1];
 }
 
 /** The session cookie (`name=value`) a response set, if any. */
-function sessionCookieIn(headers: unknown): string | undefined {
+export function sessionCookieIn(headers: unknown): string | undefined {
   const cookies = [headerIn(headers, 'set-cookie') ?? []].flat() as unknown[];
   const cookie = cookies.find((c): c is string => typeof c === 'string' && c.startsWith(`${SESSION_COOKIE}=`));
   return cookie?.split(';', 1)[0];
@@ -298,6 +300,8 @@ export interface ProbeOptions {
   rate: number;
   seconds: number;
   expect: string;
+  /** Called with every answer's latency (ms) as it arrives. */
+  onSample?: (ms: number) => void;
 }
 
 /**
@@ -319,6 +323,7 @@ export async function probeLatency(o: ProbeOptions): Promise<RunStats> {
         res.on('data', (chunk: string) => (body += chunk));
         res.on('end', () => {
           times.push(performance.now() - t0);
+          o.onSample?.(times.at(-1)!);
           const code = res.statusCode ?? 0;
           statusCodes[code] = (statusCodes[code] ?? 0) + 1;
           if (code < 200 || code > 299) stats.non2xx += 1;

@@ -17,19 +17,31 @@ function run(rps: number): RunStats {
   };
 }
 
-/** Three rounds: /api/me at 0.80, 0.82, 0.85 of the floor, /auth/token at 0.25, 0.28, 0.30. */
+/**
+ * Three fresh rounds (/api/me at 1.25, 1.32, 1.40 of the floor, /auth/token at
+ * 0.45, 0.48, 0.52) and three long-lived ones (/api/me 0.80, 0.82, 0.85,
+ * /auth/token 0.25, 0.28, 0.30).
+ */
 function results(): ChartInput {
   return {
     settings: { mode: 'quick' },
     startedAt: '2026-11-25T18:33:44.073Z',
     git: { commit: 'abc<&>"def', dirty: true },
     machine: { node: 'v20.20.2' },
-    medians: { ratios: { me: { express: 0.82, http: 0.2 }, token: { express: 0.28, http: 0.07 } } },
+    medians: { ratios: { me: { express: 1.32, http: 0.3 }, token: { express: 0.48, http: 0.1 } } },
     rounds: [
-      { throughput: { floor: run(1000), me: run(800), token: run(250), ceiling: run(4000) } },
-      { throughput: { floor: run(1000), me: run(820), token: run(280), ceiling: run(4100) } },
-      { throughput: { floor: run(1000), me: run(850), token: run(300), ceiling: run(3900) } },
+      { throughput: { floor: run(1000), me: run(1250), token: run(450), ceiling: run(4000) } },
+      { throughput: { floor: run(1000), me: run(1320), token: run(480), ceiling: run(4100) } },
+      { throughput: { floor: run(1000), me: run(1400), token: run(520), ceiling: run(3900) } },
     ],
+    mixed: {
+      medians: { ratios: { me: { express: 0.82, http: NaN }, token: { express: 0.28, http: NaN } } },
+      rounds: [
+        { throughput: { floor: run(1000), me: run(800), token: run(250) } },
+        { throughput: { floor: run(1000), me: run(820), token: run(280) } },
+        { throughput: { floor: run(1000), me: run(850), token: run(300) } },
+      ],
+    },
   };
 }
 
@@ -41,37 +53,45 @@ describe('bench chart (renderRatioChart)', () => {
     expect(svg.match(/<svg[\s>]/g)).to.have.length(1);
     expect(svg.match(/<\/svg>/g)).to.have.length(1);
     expect(svg).to.include('xmlns="http://www.w3.org/2000/svg"');
-    expect(svg).to.include('0.82×');
-    expect(svg).to.include('0.28×');
-    expect(svg).to.include('1.00×');
+    for (const label of ['1.32×', '0.48×', '0.82×', '0.28×', '1.00×']) expect(svg).to.include(label);
     expect(svg).not.to.match(/<script|@import|url\(|href=/i);
   });
 
-  it('draws the goals at 0.80 and 0.30 as dashed lines and the rounds as dots', () => {
+  it('draws the fresh rounds against their goals (1.30×, 0.50×) and the long-lived process in a panel of its own against its goals (0.80×, 0.30×)', () => {
     const svg = renderRatioChart(results());
-    expect(svg).to.include('goal ≥ 0.80×');
-    expect(svg).to.include('goal ≥ 0.30×');
-    expect(svg.match(/stroke-dasharray/g)).to.have.length(2);
-    // Three dots each for /api/me and /auth/token; the ceiling (~4×) is off the axis.
-    expect(svg.match(/<circle /g)).to.have.length(6);
+    expect(svg).to.include('fresh processes: req/s ÷ Express floor req/s of the same round');
+    expect(svg).to.include('long-lived process, mixed traffic (what production sees)');
+    for (const goal of ['goal ≥ 1.30×', 'goal ≥ 0.50×', 'goal ≥ 0.80×', 'goal ≥ 0.30×']) expect(svg).to.include(goal);
+    expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
+    // Three dots each for both routes in both panels; the ceiling (~4×) is off the axis.
+    expect(svg.match(/<circle /g)).to.have.length(12);
     expect(svg).to.include('4.00× (off scale)');
+    // Met: fresh /api/me (1.32) and long-lived /api/me (0.82); missed: fresh /auth/token (0.48) and long-lived /auth/token (0.28).
+    expect(svg.match(/<rect [^>]*fill="#5a9e68"/g)).to.have.length(2);
+    expect(svg.match(/<rect [^>]*fill="#dd8a3c"/g)).to.have.length(2);
   });
 
   it('draws the ES256 and RS256 apps in a panel of their own, against the same route on the HS256 app', () => {
     const input = results();
+    delete input.mixed;
     input.rounds = input.rounds.map(({ throughput: t }) => ({
       throughput: { ...t, meEs256: run(t.me!.rps * 0.97), tokenEs256: run(t.token!.rps * 0.83), meRs256: run(t.me!.rps * 0.99), tokenRs256: run(t.token!.rps * 0.41) },
     }));
     const svg = renderRatioChart(input);
-    expect(svg).to.include('req/s ÷ Express floor req/s of the same round');
-    expect(svg).to.include('req/s ÷ req/s of the same route on the HS256 app, same round');
+    expect(svg).to.include('fresh processes: req/s ÷ req/s of the same route on the HS256 app, same round');
     for (const label of ['0.97×', '0.83×', '0.99×', '0.41×', 'goal ≥ 0.95×', 'goal ≥ 0.85×', 'app RS256: GET /auth/token']) expect(svg).to.include(label);
     // Goals for the HS256 routes and for ES256, none for RS256: it is there to show what RSA signing costs.
     expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
-    // Met: /api/me (0.82 ≥ 0.80) and ES256 /api/me (0.97 ≥ 0.95); missed: /auth/token (0.28) and ES256 /auth/token (0.83).
-    expect(svg.match(/<rect [^>]*fill="#5a9e68"/g)).to.have.length(2);
-    expect(svg.match(/<rect [^>]*fill="#dd8a3c"/g)).to.have.length(2);
     expect(svg.match(/<circle /g)).to.have.length(6 + 4 * 3);
+  });
+
+  it('draws the PostgreSQL routes against the floor with their goals (1.30×, 0.45×)', () => {
+    const input = results();
+    delete input.mixed;
+    input.rounds = input.rounds.map(({ throughput: t }) => ({ throughput: { ...t, mePg: run(t.floor!.rps * 1.35), tokenPg: run(t.floor!.rps * 0.4) } }));
+    const svg = renderRatioChart(input);
+    for (const label of ['app PostgreSQL: GET /api/me', 'app PostgreSQL: GET /auth/token', '1.35×', '0.40×', 'goal ≥ 0.45×']) expect(svg).to.include(label);
+    expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
   });
 
   it('escapes the text it inserts', () => {
@@ -82,13 +102,15 @@ describe('bench chart (renderRatioChart)', () => {
 
   it('leaves out a target that did not run, and says so when there is no floor', () => {
     const input = results();
+    delete input.mixed;
     input.rounds = input.rounds.map((r) => ({ throughput: { floor: r.throughput.floor, me: r.throughput.me } }));
-    input.medians = { ratios: { me: { express: 0.82, http: NaN } } };
+    input.medians = { ratios: { me: { express: 1.32, http: NaN } } };
     const svg = renderRatioChart(input);
     expect(svg).to.include('app GET /api/me');
     expect(svg).not.to.include('/auth/token');
     expect(svg).not.to.include('ceiling');
-    expect(svg).not.to.include('goal ≥ 0.30×');
+    expect(svg).not.to.include('long-lived');
+    expect(svg).not.to.include('goal ≥ 0.50×');
 
     const noFloor = renderRatioChart({ medians: { ratios: {} }, rounds: [{ throughput: { token: run(300) } }] });
     expect(noFloor.startsWith('<svg ')).to.equal(true);
