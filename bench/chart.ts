@@ -1,11 +1,13 @@
 /**
- * The SVG chart that bench/run.ts writes next to the results file: each
- * throughput target's req/s as a share of the Express floor's (fresh
+ * The SVG charts that bench/run.ts writes next to the results file: of a run,
+ * each throughput target's req/s as a share of the Express floor's (fresh
  * processes, then the long-lived process), and the ES256/RS256 apps' as a
- * share of the same route on the HS256 app. A pure function of the results
- * object; the SVG is self-contained (no scripts, no external fonts or styles).
+ * share of the same route on the HS256 app; of a soak, memory, event-loop lag
+ * and throughput over time. Pure functions of the results object; the SVG is
+ * self-contained (no scripts, no external fonts or styles).
  */
 import { APP_TARGETS, fmtRatio, FRESH_GOALS, HS256_TWIN, isAlgTarget, median, MIXED_GOALS, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
+import type { Soak } from './soak.js';
 
 /** Rounds and their medians (the ratios are all the chart reads of them). */
 interface RoundsInput {
@@ -174,4 +176,116 @@ export function renderRatioChart(results: ChartInput): string {
     body.push(text(16, bottom + 52, 'Bars: median of the per-round ratios · dots: one round each · dashed: goal (green met, orange missed)', 'font-size="10" fill="#666"'));
   }
   return svgDocument(bottom + (panels.length ? 64 : 20), body);
+}
+
+// ------------------------------------------------------------------ soak
+
+const SOAK_LEFT = 64;
+const SOAK_W = 660;
+const SOAK_PANEL_H = 130;
+const SOAK_GAP = 64;
+
+interface Line {
+  name: string;
+  color: string;
+  values: readonly (number | null)[];
+}
+
+/**
+ * One soak panel over time: lines (one point per bucket, gaps where a bucket
+ * has no value) or bars, a y axis from 0 in `unit`, an optional goal line,
+ * and the x axis in minutes.
+ */
+function timePanel(p: { top: number; caption: string; unit: string; lines: Line[]; bars?: Line; goal?: number; minutes: number; buckets: number }): string[] {
+  const all = [...p.lines, ...(p.bars ? [p.bars] : [])].flatMap((l) => l.values.filter((v): v is number => v !== null && Number.isFinite(v)));
+  const max = niceMax(Math.max(p.goal ? p.goal * 1.2 : 0, ...all, 1e-9) * 1.08);
+  const bottom = p.top + SOAK_PANEL_H;
+  const x = (i: number) => SOAK_LEFT + ((i + 0.5) / p.buckets) * SOAK_W;
+  const y = (v: number) => bottom - (Math.min(v, max) / max) * SOAK_PANEL_H;
+  const out: string[] = [];
+  for (let i = 0; i <= 4; i += 1) {
+    const v = (max * i) / 4;
+    out.push(`<line x1="${SOAK_LEFT}" y1="${y(v).toFixed(1)}" x2="${SOAK_LEFT + SOAK_W}" y2="${y(v).toFixed(1)}" stroke="${i === 0 ? '#888' : COLORS.grid}"/>`);
+    out.push(text(SOAK_LEFT - 6, y(v) + 4, `${Number(v.toPrecision(3))}`, 'font-size="10" fill="#666" text-anchor="end"'));
+  }
+  // At most ten labelled minutes.
+  const step = [0.25, 0.5, 1, 2, 5, 10, 15, 30, 60].find((m) => p.minutes / m <= 10) ?? 120;
+  for (let m = 0; m <= p.minutes + 1e-9; m += step) {
+    const mx = SOAK_LEFT + (m / p.minutes) * SOAK_W;
+    out.push(text(mx, bottom + 14, `${m} min`, 'font-size="10" fill="#666" text-anchor="middle"'));
+  }
+  if (p.bars) {
+    const w = Math.max(1, SOAK_W / p.buckets - 2);
+    p.bars.values.forEach((v, i) => {
+      if (v !== null && v > 0) out.push(`<rect x="${(x(i) - w / 2).toFixed(1)}" y="${y(v).toFixed(1)}" width="${w.toFixed(1)}" height="${(bottom - y(v)).toFixed(1)}" fill="${p.bars!.color}"/>`);
+    });
+  }
+  if (p.goal !== undefined) {
+    out.push(`<line x1="${SOAK_LEFT}" y1="${y(p.goal).toFixed(1)}" x2="${SOAK_LEFT + SOAK_W}" y2="${y(p.goal).toFixed(1)}" stroke="${COLORS.goal}" stroke-width="1.5" stroke-dasharray="4 3"/>`);
+    out.push(text(SOAK_LEFT + SOAK_W - 4, y(p.goal) - 4, `goal < ${p.goal} ${p.unit}`, `font-size="10" fill="${COLORS.goal}" text-anchor="end"`));
+  }
+  for (const line of p.lines) {
+    // A new segment after every bucket without a value.
+    const d = line.values.map((v, i) => (v === null || !Number.isFinite(v) ? '' : `${i === 0 || line.values[i - 1] === null ? 'M' : 'L'}${x(i).toFixed(1)} ${y(v).toFixed(1)}`)).join('');
+    if (d) out.push(`<path d="${d}" fill="none" stroke="${line.color}" stroke-width="1.8"/>`);
+  }
+  const legend = [...p.lines, ...(p.bars ? [p.bars] : [])].map((l) => `<tspan fill="${l.color}">■</tspan> ${escapeXml(l.name)}`).join('   ');
+  out.push(`<text x="${SOAK_LEFT}" y="${p.top - 8}" font-size="11" fill="#444">${escapeXml(p.caption)} (${escapeXml(p.unit)})   ${legend}</text>`);
+  return out;
+}
+
+/** A round number at least `v`: 1, 1.5, 2, 3, 4, 5, 6 or 8 times a power of ten. */
+function niceMax(v: number): number {
+  const power = 10 ** Math.floor(Math.log10(v));
+  return ([1, 1.5, 2, 3, 4, 5, 6, 8, 10].find((m) => m * power >= v) ?? 10) * power;
+}
+
+/**
+ * The soak as a self-contained SVG document: memory troughs inside the server
+ * (RSS and heap used), event-loop lag and /healthz p99 against the 50 ms goal,
+ * and throughput with errors and 5xx, one point per time bucket.
+ */
+export function renderSoakChart(soak: Pick<Soak, 'minutes' | 'rate' | 'bucketSeconds' | 'buckets'>, meta: RunMeta = {}): string {
+  const b = soak.buckets;
+  const mb = (v: number | null) => (v === null ? null : v / (1024 * 1024));
+  const perSecond = (n: number, i: number) => n / Math.max(1, b[i]!.to - b[i]!.from);
+  const common = { minutes: soak.minutes, buckets: b.length };
+  const top = TOP + 24;
+  const body = [
+    ...header('Token Bridge soak: one app process under mixed traffic', meta, `${soak.minutes} min at ${soak.rate} req/s, a point per ${soak.bucketSeconds} s`),
+    ...timePanel({
+      ...common,
+      top,
+      caption: 'memory inside the server, lowest reading',
+      unit: 'MB',
+      lines: [
+        { name: 'RSS', color: '#3f6fb5', values: b.map((x) => mb(x.rssTrough)) },
+        { name: 'heap used', color: '#5a9e68', values: b.map((x) => mb(x.heapTrough)) },
+      ],
+    }),
+    ...timePanel({
+      ...common,
+      top: top + SOAK_PANEL_H + SOAK_GAP,
+      caption: 'p99 latency',
+      unit: 'ms',
+      goal: 50,
+      lines: [
+        { name: 'event-loop lag (10 ms timer inside)', color: '#3f6fb5', values: b.map((x) => x.lagP99) },
+        { name: 'GET /healthz (outside)', color: '#8796ad', values: b.map((x) => x.healthzP99) },
+      ],
+    }),
+    ...timePanel({
+      ...common,
+      top: top + 2 * (SOAK_PANEL_H + SOAK_GAP),
+      caption: 'answers per second',
+      unit: 'req/s',
+      bars: { name: 'answers', color: '#c9d3e0', values: b.map((x, i) => perSecond(x.requests, i)) },
+      lines: [{ name: 'errors, unexpected statuses and 5xx', color: COLORS.goal, values: b.map((x, i) => perSecond(x.errors + x.unexpected + x.mismatches, i)) }],
+    }),
+  ];
+  const failures = b.reduce((n, x) => n + x.errors + x.unexpected + x.mismatches, 0);
+  const fiveXx = b.reduce((n, x) => n + x.serverErrors, 0);
+  const bottom = top + 3 * SOAK_PANEL_H + 2 * SOAK_GAP;
+  body.push(text(16, bottom + 40, `${failures} errors, unexpected statuses and wrong answers in all, ${fiveXx} of them 5xx`, 'font-size="11" fill="#444"'));
+  return svgDocument(bottom + 56, body);
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick]`: the app side by side with two baselines.
+ * `npm run bench [-- --quick | --soak MINUTES]`: the app side by side with two baselines.
  *
  * `npm run bench` has already built the app (dist/). Every round then starts a
  * new server process per target on 127.0.0.1 (the app's `node dist/server.js`
@@ -8,7 +8,7 @@
  * warms it up, measures all targets in a shuffled order with autocannon and
  * stops them. A long-lived app process then serves mixed traffic (what
  * production sees): alternating rounds, sign-in storms and an RSS run.
- * See bench/README.md for the output.
+ * `--soak` runs bench/soak.ts instead. See bench/README.md for the output.
  */
 import { execFileSync } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
@@ -18,7 +18,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { projectRoot as root } from '../paths.js';
-import { renderRatioChart } from './chart.js';
+import { renderRatioChart, renderSoakChart } from './chart.js';
 import {
   computeMedians,
   countErrors,
@@ -36,6 +36,7 @@ import {
 } from './report.js';
 import { fixedAmount, loginStorm, probeLatency, PROXY_HEADERS, throughput } from './scenarios.js';
 import { cpuSecondsOfTree, memoryOf, setUpApp, startApp, startBaseline, status, stopServer, type Fixture, type Server } from './servers.js';
+import { renderSoak, runSoak, soakGoals, type Soak } from './soak.js';
 
 // ------------------------------------------------------------------ options
 
@@ -57,8 +58,10 @@ const USAGE = `usage: npm run bench [-- options]
                    throughput rounds, sign-in storms and RSS run
   --pg-url URL     PostgreSQL server for the pg targets (default postgres://postgres@127.0.0.1:5432/postgres);
                    a fresh database is created on it and dropped after the run
+  --soak MINUTES   soak mode instead: mixed sign-ins, mints, API calls and sign-outs against one app
+  --soak-rate N    requests per second of the soak (default 300)
   --cpu-prof DIR   run every app process under node --cpu-prof, profiles written to DIR/<target>/ (open them in Chrome DevTools)
-  --out FILE       results file (default bench/results.json); the chart goes next to it as .svg
+  --out FILE       results file (default bench/results.json, soak bench/results-soak.json); the chart goes next to it as .svg
   --no-chart       do not write the SVG chart
   --strict         exit 1 when a goal is missed (errors always exit 1)`;
 
@@ -74,6 +77,8 @@ function settingsFrom(argv: string[]) {
       'rss-seconds': { type: 'string' },
       only: { type: 'string' },
       'pg-url': { type: 'string' },
+      soak: { type: 'string' },
+      'soak-rate': { type: 'string' },
       'cpu-prof': { type: 'string' },
       out: { type: 'string' },
       'no-chart': { type: 'boolean' },
@@ -93,8 +98,9 @@ function settingsFrom(argv: string[]) {
   const only = values.only?.split(',').map((x) => x.trim()).filter(Boolean) ?? SCENARIOS.filter((x) => !OPT_IN.includes(x));
   if (only.length === 0 || only.some((x) => !SCENARIOS.includes(x))) throw new Error(`--only takes a comma list of ${SCENARIOS.join(', ')}`);
   const quick = values.quick === true;
+  const soakMinutes = values.soak === undefined ? null : num('--soak', values.soak, 10, 0.5, 240);
   const s = {
-    mode: quick ? 'quick' : 'full',
+    mode: soakMinutes !== null ? 'soak' : quick ? 'quick' : 'full',
     rounds: Math.round(num('--rounds', values.rounds, quick ? 3 : 5, 1, 20)),
     /** Seconds of each measured throughput run. */
     seconds: num('--duration', values.duration, quick ? 1 : 5, 1, 60),
@@ -110,7 +116,9 @@ function settingsFrom(argv: string[]) {
     logLevel: 'warn',
     only,
     pgUrl: values['pg-url'] ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-    out: path.resolve(values.out ?? path.join(root, 'bench', 'results.json')),
+    soakMinutes,
+    soakRate: num('--soak-rate', values['soak-rate'], 300, 10, 100_000),
+    out: path.resolve(values.out ?? path.join(root, 'bench', soakMinutes !== null ? 'results-soak.json' : 'results.json')),
     cpuProf: values['cpu-prof'] === undefined ? null : path.resolve(values['cpu-prof']),
     strict: values.strict === true,
     chart: values['no-chart'] !== true,
@@ -120,7 +128,8 @@ function settingsFrom(argv: string[]) {
   // Worst case: each round's start-up and set-up, eleven targets' warm-ups and runs; the mixed rounds, RSS; slack.
   const freshRound = 40 + 11 * (s.seconds + 6);
   const mixedRound = 3 * s.seconds + s.loginSeconds + 30;
-  s.maxTotalSeconds = Math.max(quick ? 180 : 600, 60 + s.rounds * freshRound + s.mixedRounds * mixedRound + 2 * s.rssSeconds + 60);
+  s.maxTotalSeconds =
+    soakMinutes !== null ? soakMinutes * 60 + 180 : Math.max(quick ? 180 : 600, 60 + s.rounds * freshRound + s.mixedRounds * mixedRound + 2 * s.rssSeconds + 60);
   return s;
 }
 
@@ -465,24 +474,34 @@ async function main(): Promise<number> {
   };
 
   const skipped: Record<string, string> = {};
-  const databases: Partial<Record<AppKind, string>> = {};
-  for (const app of ['hs256', 'es256', 'rs256'] as const) databases[app] = `sqlite:${path.join(tmp, `${app}.sqlite`)}`;
-  if (s.only.includes('pg')) {
-    status('PostgreSQL: creating a fresh database');
-    const pg = await postgresDatabase(s.pgUrl);
-    if ('url' in pg) databases.pg = pg.url;
-    else {
-      skipped.pg = `PostgreSQL targets skipped: ${pg.skipped}`;
-      status(skipped.pg);
+  let fields: { soak: Soak } | { medians: Medians; errors: ReturnType<typeof countErrors>; rounds: Round[]; mixed?: Mixed };
+  let goals: Goal[];
+  let failed: number;
+  if (s.soakMinutes !== null) {
+    const soak = await runSoak(run, profiled(s, 'soak'));
+    goals = soakGoals(soak);
+    failed = soak.totals.errors + soak.totals.unexpected + soak.totals.mismatches;
+    fields = { soak };
+  } else {
+    const databases: Partial<Record<AppKind, string>> = {};
+    for (const app of ['hs256', 'es256', 'rs256'] as const) databases[app] = `sqlite:${path.join(tmp, `${app}.sqlite`)}`;
+    if (s.only.includes('pg')) {
+      status('PostgreSQL: creating a fresh database');
+      const pg = await postgresDatabase(s.pgUrl);
+      if ('url' in pg) databases.pg = pg.url;
+      else {
+        skipped.pg = `PostgreSQL targets skipped: ${pg.skipped}`;
+        status(skipped.pg);
+      }
     }
+    const rounds = await freshRounds(run, databases);
+    const mixed = await mixedScenario(run);
+    const medians = computeMedians(rounds);
+    const errors = countErrors([...rounds, ...(mixed?.rounds ?? [])], mixed?.memory);
+    goals = evaluateGoals({ rounds, medians }, mixed, errors.app);
+    failed = [errors.app, errors.baselines].reduce((n, e) => n + e.errors + e.non2xx + e.mismatches, 0);
+    fields = { medians, errors, rounds, mixed };
   }
-  const rounds = await freshRounds(run, databases);
-  const mixed = await mixedScenario(run);
-  const medians = computeMedians(rounds);
-  const errors = countErrors([...rounds, ...(mixed?.rounds ?? [])], mixed?.memory);
-  const goals: Goal[] = evaluateGoals({ rounds, medians }, mixed, errors.app);
-  const failed = [errors.app, errors.baselines].reduce((n, e) => n + e.errors + e.non2xx + e.mismatches, 0);
-  const fields = { medians, errors, rounds, mixed };
   await cleanUp();
 
   const finishedAt = new Date();
@@ -503,11 +522,12 @@ async function main(): Promise<number> {
   // The chart's path: the results file's with .svg for its extension (`/tmp/x.json` → `/tmp/x.svg`).
   const { dir, name, ext } = path.parse(s.out);
   const chart = s.chart ? path.join(dir, ext.toLowerCase() === '.svg' ? `${name}${ext}.svg` : `${name}.svg`) : null;
-  if (chart) writeFileSync(chart, renderRatioChart(results));
+  if (chart) writeFileSync(chart, 'soak' in fields ? renderSoakChart(fields.soak, results) : renderRatioChart({ ...results, ...fields }));
 
   const m = info.machine;
   const shown = (file: string) => path.relative(process.cwd(), file) || file;
-  const heading = `${s.mode} · ${s.rounds} rounds of fresh processes × ${s.seconds} s, ${s.mixedRounds} long-lived`;
+  const heading =
+    s.soakMinutes !== null ? `soak · ${s.soakMinutes} min at ${fmtInt(s.soakRate)} req/s` : `${s.mode} · ${s.rounds} rounds of fresh processes × ${s.seconds} s, ${s.mixedRounds} long-lived`;
   const report = renderReport({
     title: `token-bridge benchmark · ${heading} · ${results.seconds} s in all`,
     subtitle: [
@@ -515,7 +535,7 @@ async function main(): Promise<number> {
       `app ${info.git.commit?.slice(0, 10) ?? '?'}${info.git.dirty ? ' (uncommitted changes)' : ''} · NODE_ENV=production LOG_LEVEL=${s.logLevel} · all traffic on 127.0.0.1`,
       ...Object.values(skipped),
     ],
-    ...fields,
+    ...('soak' in fields ? { sections: renderSoak(fields.soak) } : fields),
     goals,
     connections: s.connections,
     stormConcurrency: s.stormConcurrency,

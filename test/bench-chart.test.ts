@@ -1,6 +1,7 @@
 import { expect } from 'chai';
-import { renderRatioChart, type ChartInput } from '../bench/chart.js';
+import { renderRatioChart, renderSoakChart, type ChartInput } from '../bench/chart.js';
 import type { RunStats } from '../bench/scenarios.js';
+import type { SoakBucket } from '../bench/soak.js';
 
 /** A throughput run with the given req/s (the chart reads nothing else). */
 function run(rps: number): RunStats {
@@ -115,5 +116,47 @@ describe('bench chart (renderRatioChart)', () => {
     const noFloor = renderRatioChart({ medians: { ratios: {} }, rounds: [{ throughput: { token: run(300) } }] });
     expect(noFloor.startsWith('<svg ')).to.equal(true);
     expect(noFloor).to.include('No ratios');
+  });
+});
+
+describe('bench soak chart (renderSoakChart)', () => {
+  /** Six 10-second buckets; the third has no reading from inside the server and one 5xx. */
+  function buckets(): SoakBucket[] {
+    return Array.from({ length: 6 }, (_, i) => ({
+      from: i * 10,
+      to: i * 10 + 10,
+      requests: 3000,
+      errors: 0,
+      serverErrors: i === 2 ? 1 : 0,
+      unexpected: i === 2 ? 1 : 0,
+      mismatches: 0,
+      signIns: 110,
+      mints: 220,
+      apiCalls: 2200,
+      signOuts: 110,
+      refused: 110,
+      rssTrough: i === 2 ? null : (180 + i) * 1024 * 1024,
+      heapTrough: i === 2 ? null : (60 + i) * 1024 * 1024,
+      lagP99: i === 2 ? null : 8 + i,
+      lagMax: i === 2 ? null : 30,
+      healthzP99: 12,
+    }));
+  }
+
+  it('draws memory, lag against the 50 ms goal, and throughput with the failures, as one self-contained <svg>', () => {
+    const svg = renderSoakChart({ minutes: 1, rate: 300, bucketSeconds: 10, buckets: buckets() }, { git: { commit: '<x>', dirty: false } });
+    expect(svg.startsWith('<svg ')).to.equal(true);
+    expect(svg.match(/<\/svg>/g)).to.have.length(1);
+    expect(svg).not.to.match(/<script|@import|url\(|href=/i);
+    for (const label of ['memory inside the server, lowest reading', 'RSS', 'heap used', 'event-loop lag', 'GET /healthz (outside)', 'goal &lt; 50 ms', 'answers per second']) {
+      expect(svg).to.include(label);
+    }
+    expect(svg).to.include('1 errors, unexpected statuses and wrong answers in all, 1 of them 5xx');
+    expect(svg).to.include('commit &lt;x&gt;');
+    // One bar per bucket; the bucket without readings from inside breaks the memory and lag lines in two.
+    expect(svg.match(/<rect x=/g)).to.have.length(6);
+    const memory = /<path d="(M[^"]+)" fill="none" stroke="#3f6fb5"/.exec(svg)![1]!;
+    expect(memory.match(/M/g)).to.have.length(2);
+    expect(memory.match(/L/g)).to.have.length(3);
   });
 });
