@@ -26,6 +26,7 @@ export interface PruneCounts {
   revocations: number;
   rateLimits: number;
   sessions: number;
+  passwordResets: number;
 }
 
 export interface PruneResult extends PruneCounts {
@@ -59,12 +60,14 @@ const RULES: readonly Rule[] = [
   { count: 'revocations', table: 'session_revocations', key: 'public_id', where: 'expires_at < :now' },
   { count: 'rateLimits', table: 'rate_limits', key: 'rl_key', where: 'expire < :nowMs' },
   { count: 'sessions', table: 'sessions', key: 'sid', where: 'expires < :now OR last_seen_at < :idleBefore' },
+  // A reset link is dead at its expiry, used or not (a used one never works again anyway).
+  { count: 'passwordResets', table: 'password_resets', key: 'token_hash', where: 'expires_at < :now' },
 ];
 
 /**
  * Deletes what has outlived its use: audit events older than
  * `AUDIT_RETENTION`, revocations no token can carry any more, expired
- * rate-limit counters, and expired or idle sessions.
+ * rate-limit counters, expired or idle sessions, and expired password-reset links.
  *
  * Safe to run from several instances at once: every statement is an
  * idempotent DELETE of at most {@link PRUNE_BATCH_ROWS} rows, and on
@@ -92,7 +95,7 @@ export class Maintenance {
       idleBefore: new Date(t - this.settings.sessionIdleTimeoutMs - IDLE_GRACE_MS),
       limit: this.batchRows,
     };
-    const result: PruneResult = { auditEvents: 0, revocations: 0, rateLimits: 0, sessions: 0, complete: true };
+    const result: PruneResult = { auditEvents: 0, revocations: 0, rateLimits: 0, sessions: 0, passwordResets: 0, complete: true };
     for (const rule of RULES) {
       const sql = this.batchSql(rule);
       for (;;) {

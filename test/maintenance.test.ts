@@ -21,12 +21,13 @@ const SETTINGS: PruneSettings = { auditRetentionMs: 90 * DAY, sessionIdleTimeout
 const DEAD_REVOCATION = '00000000-0000-4000-8000-00000000dead';
 const LIVE_REVOCATION = '00000000-0000-4000-8000-00000000a11e';
 
-/** What is left in the four pruned tables: audit usernames, revocation ids, counter keys, session ids. */
+/** What is left in the five pruned tables: audit usernames, revocation ids, counter keys, session ids, reset-link hashes. */
 interface Rows {
   auditEvents: string[];
   revocations: string[];
   rateLimits: string[];
   sessions: string[];
+  passwordResets: string[];
 }
 
 const LIVE: Rows = {
@@ -34,18 +35,21 @@ const LIVE: Rows = {
   revocations: [LIVE_REVOCATION],
   rateLimits: ['live-counter', 'lasting-counter'].sort(),
   sessions: ['live-anonymous', 'live-signed-in'],
+  passwordResets: ['live-link'],
 };
 const DEAD: Rows = {
   auditEvents: ['dead-event'],
   revocations: [DEAD_REVOCATION],
   rateLimits: ['dead-counter'],
   sessions: ['dead-expired', 'dead-idle'],
+  passwordResets: ['dead-link'],
 };
 const SEEDED: Rows = {
   auditEvents: [...DEAD.auditEvents, ...LIVE.auditEvents].sort(),
   revocations: [...DEAD.revocations, ...LIVE.revocations].sort(),
   rateLimits: [...DEAD.rateLimits, ...LIVE.rateLimits].sort(),
   sessions: [...DEAD.sessions, ...LIVE.sessions].sort(),
+  passwordResets: [...DEAD.passwordResets, ...LIVE.passwordResets].sort(),
 };
 
 /**
@@ -84,6 +88,10 @@ async function seed(database: Database, now: number): Promise<void> {
     signedIn('live-signed-in', 3, now + 9 * HOUR, now - MINUTE),
     { sid: 'live-anonymous', expires: new Date(now + 9 * HOUR), data: '{}' },
   ]);
+  await database.passwordResets.bulkCreate([
+    { tokenHash: 'dead-link', userId: user.id, createdAt: new Date(now - HOUR), expiresAt: new Date(now - 30 * MINUTE), usedAt: null },
+    { tokenHash: 'live-link', userId: user.id, createdAt: new Date(now - MINUTE), expiresAt: new Date(now + 29 * MINUTE), usedAt: null },
+  ]);
 }
 
 async function remaining(database: Database): Promise<Rows> {
@@ -93,6 +101,7 @@ async function remaining(database: Database): Promise<Rows> {
     revocations: await column('SELECT public_id AS v FROM session_revocations'),
     rateLimits: await column('SELECT rl_key AS v FROM rate_limits'),
     sessions: await column('SELECT sid AS v FROM sessions'),
+    passwordResets: await column('SELECT token_hash AS v FROM password_resets'),
   };
 }
 
@@ -176,22 +185,23 @@ describe('maintenance pass (pruning)', function () {
     await seed(db, now);
     expect(await remaining(db)).to.deep.equal(SEEDED);
     const result = await new Maintenance(db, SETTINGS, () => now).prune();
-    expect(result).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 2, complete: true });
+    expect(result).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 2, passwordResets: 1, complete: true });
     expect(await remaining(db)).to.deep.equal(LIVE);
   });
 
-  it('judges by its injected clock: three hours later the signed-in session, the revocation and the counter are dead too', async () => {
+  it('judges by its injected clock: three hours later the signed-in session, the revocation, the counter and the reset link are dead too', async () => {
     const clock = { now: Date.now() };
     await seed(db, clock.now);
     const maintenance = new Maintenance(db, SETTINGS, () => clock.now);
     await maintenance.prune();
     clock.now += 3 * HOUR;
-    expect(await maintenance.prune()).to.deep.equal({ auditEvents: 0, revocations: 1, rateLimits: 1, sessions: 1, complete: true });
+    expect(await maintenance.prune()).to.deep.equal({ auditEvents: 0, revocations: 1, rateLimits: 1, sessions: 1, passwordResets: 1, complete: true });
     expect(await remaining(db)).to.deep.equal({
       auditEvents: ['live-event'],
       revocations: [],
       rateLimits: ['lasting-counter'],
       sessions: ['live-anonymous'],
+      passwordResets: [],
     });
   });
 
@@ -224,7 +234,7 @@ describe('maintenance pass (pruning)', function () {
     // Told to stop as its first DELETE goes out.
     const { result, statements } = await countingStatements(db, /DELETE FROM/, () => maintenance.prune(stop.signal), () => stop.abort());
     expect(statements).to.equal(1);
-    expect(result).to.deep.equal({ auditEvents: 10, revocations: 0, rateLimits: 0, sessions: 0, complete: false });
+    expect(result).to.deep.equal({ auditEvents: 10, revocations: 0, rateLimits: 0, sessions: 0, passwordResets: 0, complete: false });
     expect(await db.auditEvents.count(), "27 seeded, one batch gone").to.equal(27 - 10);
     expect((await remaining(db)).revocations).to.deep.equal(SEEDED.revocations);
   });
@@ -244,6 +254,7 @@ describe('maintenance pass (pruning)', function () {
       expect(a.sessions + b.sessions).to.equal(2);
       expect(a.revocations + b.revocations).to.equal(1);
       expect(a.rateLimits + b.rateLimits).to.equal(1);
+      expect(a.passwordResets + b.passwordResets).to.equal(1);
       expect(await remaining(db)).to.deep.equal(LIVE);
     } finally {
       if (other !== db) await other.close();
@@ -262,7 +273,7 @@ describe('maintenance pass (pruning)', function () {
       const start = Date.now();
       const result = await new Maintenance(db, SETTINGS, () => now).prune();
       expect(Date.now() - start, 'the pass waited for the lock').to.be.below(2_000);
-      expect(result).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 1, complete: true });
+      expect(result).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 1, passwordResets: 1, complete: true });
       expect((await remaining(db)).sessions).to.deep.equal(['dead-idle', ...LIVE.sessions]);
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
@@ -318,7 +329,7 @@ describe('maintenance in the server process', function () {
     const [line, ...more] = passLines(server);
     expect(more).to.deep.equal([]);
     expect(line).to.include({ msg: 'maintenance pass', level: 30 });
-    expect(line!.deleted).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 2 });
+    expect(line!.deleted).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 2, passwordResets: 1 });
     const exit = await server.stop();
     expect(exit).to.deep.equal({ code: 0, signal: null });
     expect(server.logLines().at(-1)).to.include({ msg: 'stopped' });
@@ -338,8 +349,8 @@ describe('maintenance in the server process', function () {
     // Passes follow each other (never overlapping), about MAINTENANCE_INTERVAL apart.
     const times = lines.map((l) => Number(l.time));
     for (let i = 1; i < times.length; i += 1) expect(times[i]! - times[i - 1]!).to.be.at.least(900);
-    expect(lines[0]!.deleted).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 2 });
-    for (const l of lines.slice(1)) expect(l.deleted).to.deep.equal({ auditEvents: 0, revocations: 0, rateLimits: 0, sessions: 0 });
+    expect(lines[0]!.deleted).to.deep.equal({ auditEvents: 1, revocations: 1, rateLimits: 1, sessions: 2, passwordResets: 1 });
+    for (const l of lines.slice(1)) expect(l.deleted).to.deep.equal({ auditEvents: 0, revocations: 0, rateLimits: 0, sessions: 0, passwordResets: 0 });
     expect(await remaining(database)).to.deep.equal(LIVE);
     expect(await s.stop()).to.deep.equal({ code: 0, signal: null });
     expect(s.logLines().at(-1)).to.include({ msg: 'stopped' });
@@ -371,7 +382,7 @@ describe('maintenance in the server process', function () {
     expect(msgs.indexOf('maintenance pass stopped early')).to.be.above(msgs.indexOf('shutting down'));
     expect(msgs.at(-1)).to.equal('stopped');
     const line = s.logLines().find((l) => l.msg === 'maintenance pass stopped early')!;
-    expect(line.deleted).to.deep.equal({ auditEvents: 1, revocations: 0, rateLimits: 0, sessions: 0 });
+    expect(line.deleted).to.deep.equal({ auditEvents: 1, revocations: 0, rateLimits: 0, sessions: 0, passwordResets: 0 });
     // The statement in flight finished; nothing after it ran.
     expect(await remaining(database)).to.deep.equal({ ...SEEDED, auditEvents: LIVE.auditEvents });
     expect(s.stderr()).to.equal('');
