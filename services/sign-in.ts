@@ -117,16 +117,12 @@ export class SignInService {
    * say `["pwd","otp","mfa"]`.
    */
   async withSecondFactor(input: { pending: { userId: number; at: number }; factor: SecondFactor; actor: Actor; startSession: StartSession }): Promise<SecondStepOutcome> {
-    const { users, throttle, audit, twoFactor, clock } = this.deps;
+    const { users, throttle, audit, clock } = this.deps;
     const { pending, factor, actor } = input;
     if (clock() - pending.at > SECOND_STEP_MS) return { status: 'expired' };
     const user = await users.findActiveById(pending.userId);
     if (!user) return { status: 'expired' };
-    const guarded = await throttle.guardSecondFactor(
-      user.id,
-      () => ('code' in factor ? twoFactor.checkCode(user.id, factor.code) : twoFactor.useRecoveryCode(user.id, factor.recoveryCode)),
-      (ok) => !ok,
-    );
+    const guarded = await throttle.guardSecondFactor(user.id, () => this.checkFactor(user.id, factor), (ok) => !ok);
     if (!guarded.allowed) {
       await audit.record('throttled', withUser(actor, user), 'second factor');
       return { status: 'throttled', retryAfterSeconds: guarded.retryAfterSeconds };
@@ -164,11 +160,7 @@ export class SignInService {
     const { user, actor, factor } = input;
     const { twoFactor } = this.deps;
     return this.withPasswordAndCode(user, input.currentPassword, actor, async () => {
-      const guarded = await this.deps.throttle.guardSecondFactor(
-        user.id,
-        () => ('code' in factor ? twoFactor.checkCode(user.id, factor.code) : twoFactor.useRecoveryCode(user.id, factor.recoveryCode)),
-        (ok) => !ok,
-      );
+      const guarded = await this.deps.throttle.guardSecondFactor(user.id, () => this.checkFactor(user.id, factor), (ok) => !ok);
       if (!guarded.allowed) return guarded;
       if (!guarded.result) return { allowed: true, result: null };
       await twoFactor.disable(user.id);
@@ -186,6 +178,12 @@ export class SignInService {
       await this.deps.audit.record('recovery_codes_regenerated', withUser(actor, user));
       return { allowed: true, result: codes };
     });
+  }
+
+  /** A TOTP code (accepted once) or a recovery code (spent). */
+  private checkFactor(userId: number, factor: SecondFactor): Promise<boolean> {
+    const { twoFactor } = this.deps;
+    return 'code' in factor ? twoFactor.checkCode(userId, factor.code) : twoFactor.useRecoveryCode(userId, factor.recoveryCode);
   }
 
   /** Whether the user holds a role of REQUIRE_2FA_ROLES (and so must sign in with a second factor). */
