@@ -7,6 +7,7 @@ import { systemClock } from './clock.js';
 import { ConfigError, ensureEnvFile, envFilePath, loadConfig, readEnvironment, type Config } from './config.js';
 import { migrateUp } from './migrations/runner.js';
 import { createLogger } from './middleware/request-log.js';
+import { clusterChangeFeed, relayClusterChanges } from './models/change-feed.js';
 import { openDatabase, type Database } from './models/database.js';
 import { startMaintenance } from './services/maintenance.js';
 import { answerClusterPrimary, clusterMetricsSource, Metrics, metricsPort, startMetricsServer, type MetricsSource } from './services/metrics.js';
@@ -54,6 +55,8 @@ async function openMigrated(config: Config, logger: Logger, migrate: boolean, po
       poolMax,
       acquireTimeoutMs: config.databaseAcquireTimeoutMs,
       statementTimeoutMs: config.databaseStatementTimeoutMs,
+      // SQLite workers hear each other's revocations through the primary; PostgreSQL uses LISTEN/NOTIFY.
+      ...(cluster.isWorker && !config.databaseUrl.startsWith('postgres') ? { changes: clusterChangeFeed() } : {}),
     });
     if (migrate) {
       const applied = await migrateUp(database);
@@ -86,6 +89,7 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
   // Our own list: cluster.workers may still hold a worker whose 'exit' came before its 'disconnect'.
   const live = new Set<Worker>();
   const fork = () => live.add(cluster.fork());
+  if (!config.databaseUrl.startsWith('postgres')) relayClusterChanges(() => live);
 
   // Once every worker is gone: wait for a running maintenance pass, close the database, exit.
   let finishing = false;

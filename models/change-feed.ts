@@ -1,3 +1,4 @@
+import cluster, { type Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { QueryTypes, type Sequelize } from 'sequelize';
@@ -38,6 +39,54 @@ export const noChangeFeed: ChangeFeed = {
   connected: false,
   close: async () => undefined,
 };
+
+/** The IPC message type cluster workers and their primary pass changes with. */
+const CLUSTER_MESSAGE = 'token-bridge:change';
+
+interface ClusterMessage {
+  type: typeof CLUSTER_MESSAGE;
+  change: Change;
+}
+
+function isClusterMessage(message: unknown): message is ClusterMessage {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === CLUSTER_MESSAGE;
+}
+
+/**
+ * SQLite under WEB_CONCURRENCY > 1: the workers of one process group tell
+ * each other through their primary (node:cluster IPC, see
+ * {@link relayClusterChanges}). Changes made by another process (the users
+ * CLI) are not heard: for those the cache TTL stays the bound.
+ */
+export function clusterChangeFeed(): ChangeFeed {
+  const listeners: Array<(change: Change) => void> = [];
+  let listening = false;
+  return {
+    async publish(change) {
+      if (process.send) process.send({ type: CLUSTER_MESSAGE, change } satisfies ClusterMessage);
+    },
+    subscribe(listener) {
+      listeners.push(listener);
+      if (listening) return;
+      listening = true;
+      process.on('message', (message: unknown) => {
+        if (isClusterMessage(message)) for (const l of listeners) l(message.change);
+      });
+    },
+    get connected() {
+      return cluster.isWorker && process.connected;
+    },
+    close: async () => undefined,
+  };
+}
+
+/** The primary's half of {@link clusterChangeFeed}: a change from one worker goes to every other live worker. */
+export function relayClusterChanges(workers: () => Iterable<Worker>): void {
+  cluster.on('message', (from: Worker, message: unknown) => {
+    if (!isClusterMessage(message)) return;
+    for (const worker of workers()) if (worker !== from && worker.isConnected()) worker.send(message);
+  });
+}
 
 interface Wire {
   /** The instance that published it: its own changes are not delivered back to it. */

@@ -98,6 +98,12 @@ export interface OpenOptions {
    * migrations' own connection, where DDL on a large table may take longer).
    */
   statementTimeoutMs?: number;
+  /**
+   * How this process hears of other instances' changes. Default: LISTEN/NOTIFY
+   * on PostgreSQL, none on SQLite (server.ts gives SQLite cluster workers the
+   * IPC feed through their primary).
+   */
+  changes?: ChangeFeed;
 }
 
 /**
@@ -145,7 +151,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const recoveryCodes = defineRecoveryCode(sequelize);
   const passwordResets = definePasswordReset(sequelize);
   const dialect = sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite';
-  const changes = dialect === 'postgres' ? new PostgresChangeFeed(url, sequelize) : noChangeFeed;
+  const changes = options.changes ?? (dialect === 'postgres' ? new PostgresChangeFeed(url, sequelize) : noChangeFeed);
   return {
     url,
     sequelize,

@@ -295,3 +295,42 @@ describe('WEB_CONCURRENCY=2 with JWT_ALGORITHM=ES256 (one key set for both worke
     }
   });
 });
+
+/** SQLite has no LISTEN/NOTIFY: the workers of one process group pass revocations through their primary (node:cluster IPC). */
+describe('WEB_CONCURRENCY=2 on SQLite: a revocation reaches the other worker through the primary', function () {
+  this.timeout(90_000);
+  this.slow(10_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let server: ServerProcess;
+  let pids: number[];
+  before(async () => {
+    tmp = tempDir();
+    writeFileSync(path.join(tmp.dir, '.env'), '');
+    server = await startServer({
+      ENV_FILE: path.join(tmp.dir, '.env'),
+      DATABASE_URL: `sqlite:${path.join(tmp.dir, 'app.sqlite')}`,
+      JWT_SECRET_KEY: randomSecret(),
+      SESSION_SECRET: randomSecret(),
+      WEB_CONCURRENCY: '2',
+      // Long enough that only the relayed change, never the cache expiring, explains a refusal within 1 s.
+      REVOCATION_CACHE_TTL: '5000',
+    });
+    pids = await workerPids(server, 2);
+  });
+  after(async () => {
+    await server?.stop();
+    tmp?.cleanup();
+  });
+
+  it('refuses on both workers within 1 s a token whose session signed out on one of them', async () => {
+    const browser = new RemoteBrowser();
+    expect((await browser.register(server.baseUrl, uniqueName('relay'))).status).to.equal(302);
+    const token = await browser.token(server.baseUrl);
+    const use = () => onNewConnection(server, '/api/me', { Authorization: `Bearer ${token}` });
+    // Both workers have accepted (and so cache) the token.
+    for (const answer of await untilEachWorker(pids, use)) expect(answer.status).to.equal(200);
+    expect((await browser.logout(server.baseUrl)).status).to.equal(302);
+    const took = await waitUntil(async () => (await untilEachWorker(pids, use)).every((a) => a.status === 401), 1_000, 10);
+    timing('refused on both workers after', took);
+  });
+});
