@@ -6,7 +6,7 @@
  * and throughput over time. Pure functions of the results object; the SVG is
  * self-contained (no scripts, no external fonts or styles).
  */
-import { APP_TARGETS, fmtRatio, FRESH_GOALS, HS256_TWIN, isAlgTarget, median, MIXED_GOALS, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
+import { APP_TARGETS, fmtRatio, FRESH_GOALS, HS256_TWIN, isAlgTarget, median, MIXED_GOALS, plural, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
 import type { Soak } from './soak.js';
 
 /** Rounds and their medians (the ratios are all the chart reads of them). */
@@ -158,7 +158,6 @@ function row(r: Row, top: number, max: number, x: (v: number) => number): string
  */
 export function renderRatioChart(results: ChartInput): string {
   const panels = PANELS.map((panel) => ({ ...panel, rows: rowsOf(results, panel) })).filter((panel) => panel.rows.length > 0);
-  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const rounds = [plural(results.rounds.length, 'round'), results.mixed ? `${results.mixed.rounds.length} long-lived` : ''].filter(Boolean).join(', ');
   const body = header('Token Bridge benchmark: throughput as a share of a reference run in the same round', results, rounds);
   let bottom = TOP + ROW_H;

@@ -51,8 +51,12 @@ const GOAL_NAMES: Record<keyof typeof FRESH_GOALS, string> = {
   tokenPg: '/auth/token PostgreSQL vs express floor',
 };
 
-/** A throughput run, the CPU time per request of its server's process tree (µs, from /proc; null where unreadable) and the server's pid. */
-export type TargetRun = RunStats & { cpuUs?: number | null; pid?: number };
+/**
+ * A throughput run, the CPU time per request of its server's process tree (µs,
+ * from /proc; null where unreadable), the server's pid, and when the run began
+ * and ended in µs of CLOCK_MONOTONIC (to cut the run out of a `--cpu-prof` profile).
+ */
+export type TargetRun = RunStats & { cpuUs?: number | null; pid?: number; window?: [number, number] };
 
 export interface Round {
   round: number;
@@ -258,6 +262,11 @@ export function evaluateGoals(
 
 // ---------------------------------------------------------------- formatting
 
+/** `1 round`, `3 rounds`. */
+export function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
 export function fmtInt(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—';
 }
@@ -349,7 +358,7 @@ export function renderReport(r: ReportInput): string {
     out.push(
       ...throughputSection(
         `Fresh processes: every round a new server per target, set up through the forms and warmed up, then all measured in a shuffled order; ` +
-          `${r.connections} keep-alive connections, medians of ${r.rounds.length} rounds; ratios are medians of per-round ratios; CPU: the server's process tree`,
+          `${r.connections} keep-alive connections, medians of ${plural(r.rounds.length, 'round')}; ratios are medians of per-round ratios; CPU: the server's process tree`,
         r.rounds,
         r.medians,
       ),
@@ -360,7 +369,7 @@ export function renderReport(r: ReportInput): string {
     out.push(
       ...throughputSection(
         `Long-lived process, mixed traffic (what production sees): one app process serves every route, the sign-in storms and the RSS run; ` +
-          `the floor long-lived too; order rotated every round; medians of ${mixed.rounds.length} rounds`,
+          `the floor long-lived too; order rotated every round; medians of ${plural(mixed.rounds.length, 'round')}`,
         mixed.rounds,
         mixed.medians,
       ),

@@ -25,6 +25,7 @@ import {
   evaluateGoals,
   fmtInt,
   memoryReport,
+  plural,
   renderReport,
   TARGET_LABELS,
   type Goal,
@@ -278,6 +279,9 @@ async function warmUp(t: Target, s: Settings): Promise<void> {
   await fixedAmount({ port: t.server.port, connections: s.connections, amount: s.warmupRequests, limitMs: 60_000, requests: [{ path: t.path, headers: t.headers, expect: check }] });
 }
 
+/** Microseconds of CLOCK_MONOTONIC, the clock of a `--cpu-prof` profile's `startTime` and samples on Linux. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
 /** One throughput run per target in `order`, each with the CPU time its server's process tree used per request. */
 async function measure(order: readonly Target[], s: Settings, label: string): Promise<Round['throughput']> {
   const out: Round['throughput'] = {};
@@ -285,10 +289,12 @@ async function measure(order: readonly Target[], s: Settings, label: string): Pr
     status(`${label} · ${TARGET_LABELS[t.id]}`);
     const pid = t.server.proc.child.pid;
     const cpuBefore = cpuSecondsOfTree(pid);
+    const from = monotonicUs();
     const run = await throughput({ port: t.server.port, path: t.path, headers: t.headers, expect: t.expect, connections: s.connections, seconds: s.seconds });
+    const window: [number, number] = [from, monotonicUs()];
     const cpuAfter = cpuSecondsOfTree(pid);
     const cpuUs = cpuBefore !== null && cpuAfter !== null && run.requests > 0 ? ((cpuAfter - cpuBefore) * 1e6) / run.requests : null;
-    out[t.id] = { ...run, cpuUs, pid };
+    out[t.id] = { ...run, cpuUs, pid, window };
   }
   return out;
 }
@@ -527,7 +533,7 @@ async function main(): Promise<number> {
   const m = info.machine;
   const shown = (file: string) => path.relative(process.cwd(), file) || file;
   const heading =
-    s.soakMinutes !== null ? `soak · ${s.soakMinutes} min at ${fmtInt(s.soakRate)} req/s` : `${s.mode} · ${s.rounds} rounds of fresh processes × ${s.seconds} s, ${s.mixedRounds} long-lived`;
+    s.soakMinutes !== null ? `soak · ${s.soakMinutes} min at ${fmtInt(s.soakRate)} req/s` : `${s.mode} · ${plural(s.rounds, 'round')} of fresh processes × ${s.seconds} s${'mixed' in fields && fields.mixed ? `, ${s.mixedRounds} long-lived` : ''}`;
   const report = renderReport({
     title: `token-bridge benchmark · ${heading} · ${results.seconds} s in all`,
     subtitle: [
