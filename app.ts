@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
@@ -21,6 +22,7 @@ import { introspectRoute } from './routes/introspect.js';
 import { openApiDocument, type OpenApiDocument } from './routes/openapi.js';
 import { pageRoutes } from './routes/pages.js';
 import { passwordResetRoutes } from './routes/password-reset.js';
+import { passkeyRoutes } from './routes/passkeys.js';
 import { requireSecondFactorEnrolment, twoFactorRoutes } from './routes/two-factor.js';
 import { wellKnownRoutes } from './routes/well-known.js';
 import { ApiClientService } from './services/api-clients.js';
@@ -36,6 +38,7 @@ import { Throttle } from './services/throttle.js';
 import { CounterStore } from './services/throttle-store.js';
 import { TokenAccess } from './services/token-access.js';
 import { TokenService } from './services/tokens.js';
+import { PasskeyService } from './services/passkeys.js';
 import { TwoFactorService } from './services/two-factor.js';
 import { UserAdmin } from './services/user-admin.js';
 import { UserService } from './services/users.js';
@@ -59,6 +62,9 @@ export interface AppDeps {
   /** Where requests, audit events, mints and token checks are counted (services/metrics.ts); without it nothing is. */
   metrics?: Metrics;
 }
+
+/** @simplewebauthn/browser's self-contained UMD build (defines `SimpleWebAuthnBrowser`). */
+const SIMPLEWEBAUTHN_BROWSER = path.join(path.dirname(createRequire(import.meta.url).resolve('@simplewebauthn/browser')), '..', 'dist', 'bundle', 'index.umd.min.js');
 
 /** Largest form or JSON body accepted; anything bigger is a 413. */
 const BODY_LIMIT = '16kb';
@@ -86,7 +92,9 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   followChanges(database, { tokenAccess, keys, logger });
   const throttle = new Throttle(new CounterStore(database.sequelize, clock), config.throttle);
   const twoFactor = new TwoFactorService({ database, secrets: config.jwt.secrets, issuer: config.jwt.issuer, clock });
-  const signIn = new SignInService({ users, throttle, audit, revocation, twoFactor, requireTwoFactorRoles: config.requireTwoFactorRoles, clock });
+  // The relying party is PUBLIC_URL's host and origin, never the request's Host header.
+  const passkeys = new PasskeyService({ passkeys: database.passkeys, audit, rp: { id: config.publicOrigin.hostname, origin: config.publicUrl, name: 'Token Bridge' }, clock });
+  const signIn = new SignInService({ users, throttle, audit, revocation, twoFactor, passkeys, requireTwoFactorRoles: config.requireTwoFactorRoles, clock });
   const passport = createPassport(users);
   const csrf = createCsrf();
   const store = new DatabaseSessionStore(database, config.session, clock);
@@ -127,6 +135,8 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   app.use(securityHeaders(config));
   app.use(docsRoutes({ isProduction: config.isProduction }));
   // Static files are the same for everyone: they get serve-static's caching instead of no-store.
+  // The WebAuthn browser helper, from its npm package (no CDN): one file.
+  app.get('/static/vendor/simplewebauthn-browser.js', dropNoStore, (_req, res) => res.sendFile(SIMPLEWEBAUTHN_BROWSER, { maxAge: config.isProduction ? '1h' : 0 }));
   app.use('/static', dropNoStore, express.static(path.join(projectRoot, 'public'), { maxAge: config.isProduction ? '1h' : 0, index: false }));
 
   // Everything below is for browsers: bodies, session, Passport, CSRF.
@@ -142,9 +152,10 @@ export function createApp({ config, database, logger, clock = systemClock, signi
   app.use(requireSecondFactorEnrolment(signIn));
   app.use(pageRoutes({ config, tokens, audit, clock, keys }));
   app.use('/auth', authRoutes({ config, passport, csrf, signIn, revocation, clock }));
-  app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, twoFactor, clock }));
+  app.use(accountRoutes({ config, sessions, audit, csrf, signIn, revocation, twoFactor, passkeys, clock }));
   app.use(passwordResetRoutes({ csrf, resets: new PasswordResetService({ resets: database.passwordResets, users, revocation, audit, clock, publicUrl: config.publicUrl }) }));
   app.use(twoFactorRoutes({ csrf, signIn, twoFactor, clock }));
+  app.use(passkeyRoutes({ csrf, signIn, passkeys, clock }));
 
   app.use(notFound);
   app.use(errorHandler);

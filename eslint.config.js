@@ -17,7 +17,7 @@ export default tseslint.config(
   },
   {
     files: ['public/**/*.js'],
-    languageOptions: { sourceType: 'script', globals: { window: 'readonly', document: 'readonly', navigator: 'readonly', setInterval: 'readonly' } },
+    languageOptions: { sourceType: 'script', globals: { window: 'readonly', document: 'readonly', navigator: 'readonly', setInterval: 'readonly', fetch: 'readonly' } },
     rules: { 'no-var': 'off' },
   },
   {

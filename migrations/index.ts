@@ -5,6 +5,7 @@ import * as accountSecurity from './0003-account-security.js';
 import * as signingKeys from './0004-signing-keys.js';
 import * as apiClients from './0005-api-clients.js';
 import * as twoFactor from './0006-two-factor-and-resets.js';
+import * as passkeys from './0007-passkeys.js';
 
 /**
  * Every migration in order. Listed here rather than globbed so the same list
@@ -17,4 +18,5 @@ export const migrations: ReadonlyArray<{ name: string; up: Migration; down: Migr
   { name: '0004-signing-keys', ...signingKeys },
   { name: '0005-api-clients', ...apiClients },
   { name: '0006-two-factor-and-resets', ...twoFactor },
+  { name: '0007-passkeys', ...passkeys },
 ];

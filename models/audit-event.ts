@@ -39,6 +39,10 @@ export const AUDIT_EVENTS = [
   'recovery_codes_regenerated',
   'password_reset_link_created',
   'password_reset',
+  'passkey_added',
+  'passkey_removed',
+  'passkey_failed',
+  'passkey_counter_regression',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

@@ -6,6 +6,7 @@ import { noChangeFeed, PostgresChangeFeed, type ChangeFeed } from './change-feed
 import { defineAuditEvent, type AuditEventModel } from './audit-event.js';
 import { defineSession, type SessionModel } from './session.js';
 import { defineSessionRevocation, type SessionRevocationModel } from './session-revocation.js';
+import { definePasskey, type PasskeyModel } from './passkey.js';
 import { defineSigningKey, type SigningKeyModel } from './signing-key.js';
 import { definePasswordReset, defineRecoveryCode, defineTotpCredential, type PasswordResetModel, type RecoveryCodeModel, type TotpCredentialModel } from './two-factor.js';
 import { defineUser, type UserModel } from './user.js';
@@ -26,6 +27,8 @@ export interface Database {
   readonly totpCredentials: TotpCredentialModel;
   readonly recoveryCodes: RecoveryCodeModel;
   readonly passwordResets: PasswordResetModel;
+  /** WebAuthn credentials (services/passkeys.ts). */
+  readonly passkeys: PasskeyModel;
   readonly dialect: 'sqlite' | 'postgres';
   /** How instances tell each other to drop cached answers: LISTEN/NOTIFY on PostgreSQL, nothing on SQLite. Closed by `close()`. */
   readonly changes: ChangeFeed;
@@ -150,6 +153,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const totpCredentials = defineTotpCredential(sequelize);
   const recoveryCodes = defineRecoveryCode(sequelize);
   const passwordResets = definePasswordReset(sequelize);
+  const passkeys = definePasskey(sequelize);
   const dialect = sequelize.getDialect() === 'postgres' ? 'postgres' : 'sqlite';
   const changes = options.changes ?? (dialect === 'postgres' ? new PostgresChangeFeed(url, sequelize) : noChangeFeed);
   return {
@@ -164,6 +168,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     totpCredentials,
     recoveryCodes,
     passwordResets,
+    passkeys,
     dialect,
     changes,
     readSessionData: sessionDataReader(sequelize),

@@ -11,6 +11,7 @@ import type { SessionService } from '../services/sessions.js';
 import type { SignInService } from '../services/sign-in.js';
 import { PASSWORD_ONLY } from '../services/tokens.js';
 import type { TwoFactorService } from '../services/two-factor.js';
+import { RECENT_SIGN_IN_MS, type PasskeyService } from '../services/passkeys.js';
 import type { PasswordChangeErrors } from '../services/users.js';
 import { requestActor } from './audit-actor.js';
 import { textField } from './form.js';
@@ -25,12 +26,13 @@ export interface AccountRouteDeps {
   signIn: SignInService;
   revocation: RevocationService;
   twoFactor: TwoFactorService;
+  passkeys: PasskeyService;
   clock: Clock;
 }
 
 /** The signed-in user's account: password, sessions, recent activity. */
 export function accountRoutes(deps: AccountRouteDeps): Router {
-  const { config, sessions, audit, csrf, signIn, revocation, twoFactor, clock } = deps;
+  const { config, sessions, audit, csrf, signIn, revocation, twoFactor, passkeys, clock } = deps;
   const router = Router();
 
   router.get('/account', requireSignedInPage, showAccount);
@@ -45,10 +47,11 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
 
   async function renderAccount(req: Request, res: Response, status: number, view: { flash: string | null; errors: PasswordChangeErrors }) {
     const user = req.user!;
-    const [list, activity, twoFactorState] = await Promise.all([
+    const [list, activity, twoFactorState, keys] = await Promise.all([
       sessions.listForUser(user.id, config.session),
       audit.recentForUser(user.id, 20),
       twoFactor.status(user.id),
+      passkeys.list(user.id),
     ]);
     res.status(status).render('account', {
       title: 'Your account',
@@ -61,6 +64,9 @@ export function accountRoutes(deps: AccountRouteDeps): Router {
       passwordMin: PASSWORD_MIN_LENGTH,
       passwordMax: PASSWORD_MAX_LENGTH,
       twoFactor: twoFactorState,
+      passkeys: keys,
+      // Adding a passkey needs the password unless the sign-in is recent (routes/passkeys.ts).
+      passkeyNeedsPassword: clock() - req.session.meta!.createdAt > RECENT_SIGN_IN_MS,
     });
   }
 

@@ -4,6 +4,8 @@ import type { Actor, RevocationService } from './revocation.js';
 import type { Throttle } from './throttle.js';
 import { PASSWORD_ONLY, type AuthMethod } from './tokens.js';
 import type { TwoFactorService } from './two-factor.js';
+import type { Ceremony, PasskeyService } from './passkeys.js';
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import {
   usernameKey,
   type FieldErrors,
@@ -62,6 +64,7 @@ export interface SignInDeps {
   audit: AuditLog;
   revocation: RevocationService;
   twoFactor: TwoFactorService;
+  passkeys: PasskeyService;
   /** REQUIRE_2FA_ROLES. */
   requireTwoFactorRoles: readonly string[];
   clock: Clock;
@@ -178,6 +181,58 @@ export class SignInService {
       await this.deps.audit.record('recovery_codes_regenerated', withUser(actor, user));
       return { allowed: true, result: codes };
     });
+  }
+
+  /**
+   * A passkey sign-in (no username: the credential names its user), or — with
+   * `pending` — the second step of a password sign-in by one of that user's
+   * passkeys. Failures count against the address like password failures; a
+   * signature counter that went back is refused and audited as a possible
+   * cloned authenticator. Success starts a new session with the methods used.
+   */
+  async withPasskey(input: {
+    response: AuthenticationResponseJSON;
+    ceremony: Ceremony;
+    pending?: { userId: number; at: number };
+    actor: Actor;
+    startSession: StartSession;
+  }): Promise<SecondStepOutcome> {
+    const { users, throttle, audit, passkeys, clock } = this.deps;
+    const { pending, actor } = input;
+    if (pending && clock() - pending.at > SECOND_STEP_MS) return { status: 'expired' };
+    const guarded = await throttle.guardPasskey(actor.ip ?? 'unknown', () => passkeys.authenticate(input.response, input.ceremony, pending?.userId), (r) => !r.ok);
+    if (!guarded.allowed) {
+      await audit.record('throttled', actor, 'passkey');
+      return { status: 'throttled', retryAfterSeconds: guarded.retryAfterSeconds };
+    }
+    const check = guarded.result;
+    if (!check.ok) {
+      const owner = check.reason === 'counter' || check.reason === 'other_user' ? await passkeys.ownerOf(input.response.id) : null;
+      await audit.record(check.reason === 'counter' ? 'passkey_counter_regression' : 'passkey_failed', { ...actor, userId: owner }, check.reason);
+      return { status: 'invalid' };
+    }
+    const user = await users.findActiveById(check.userId);
+    if (!user) {
+      await audit.record('passkey_failed', { ...actor, userId: check.userId }, 'disabled account');
+      return { status: 'invalid' };
+    }
+    const amr: AuthMethod[] = pending ? ['pwd', ...check.amr.filter((m) => m !== 'mfa'), 'mfa'] : check.amr;
+    await input.startSession(user, amr);
+    await audit.record('signed_in', withUser(actor, user), pending ? 'password + passkey' : 'passkey');
+    return { status: 'signed_in', user };
+  }
+
+  /**
+   * The current password of a signed-in user, counted like a sign-in attempt
+   * (for adding a passkey when the sign-in is older than 5 minutes).
+   */
+  async confirmPassword(user: PublicUser, currentPassword: string, actor: Actor): Promise<{ ok: boolean } | { throttled: number }> {
+    const guarded = await this.deps.throttle.guardPasswordCheck(usernameKey(user.username), actor.ip ?? 'unknown', () => this.deps.users.authenticate(user.username, currentPassword), (ok) => !ok);
+    if (!guarded.allowed) {
+      await this.deps.audit.record('throttled', withUser(actor, user), 'passkey');
+      return { throttled: guarded.retryAfterSeconds };
+    }
+    return { ok: Boolean(guarded.result) };
   }
 
   /** A TOTP code (accepted once) or a recovery code (spent). */

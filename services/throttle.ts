@@ -29,6 +29,8 @@ interface Budget {
   inFlight: string;
   max: number;
   windowMs: number;
+  /** A success does not clear these failures (an address's count: one good sign-in says nothing of the others). */
+  keepOnSuccess?: true;
 }
 
 type Attempt = { kind: 'acquired' } | { kind: 'blocked'; retryAfterSeconds: number } | { kind: 'busy'; retryAfterSeconds: number };
@@ -82,6 +84,15 @@ export class Throttle {
     return this.guard([budget], check, failed);
   }
 
+  /**
+   * Runs one passkey check from `ip` under the address's sign-in limit (the
+   * same counter password failures go to; there is no account to count
+   * against before the credential is known).
+   */
+  async guardPasskey<T>(ip: string, check: () => Promise<T>, failed: (result: T) => boolean): Promise<Guarded<T>> {
+    return this.guard([this.loginBudgets('', ip)[1]], check, failed);
+  }
+
   /** The first budget's failures are cleared by a success (the account's; an address keeps its count). */
   private async guard<T>(budgets: Budget[], check: () => Promise<T>, failed: (result: T) => boolean): Promise<Guarded<T>> {
     let wait = FIRST_POLL_MS;
@@ -100,7 +111,7 @@ export class Throttle {
       throw err;
     }
     if (failed(result)) await this.countFailure(budgets);
-    else await this.store.delete(budgets[0]!.failures);
+    else if (!budgets[0]!.keepOnSuccess) await this.store.delete(budgets[0]!.failures);
     // Only after the failure is counted: whoever takes the slot next must see it.
     await this.release(budgets);
     return { allowed: true, result };
@@ -153,7 +164,7 @@ export class Throttle {
     const { accountMax, accountWindowMs, ipMax, ipWindowMs } = this.settings;
     return [
       { failures: `login_account:${accountKey}`, blocks: `login_blocks:${accountKey}`, inFlight: `login_account_checks:${accountKey}`, max: accountMax, windowMs: accountWindowMs },
-      { failures: `login_ip:${ip}`, inFlight: `login_ip_checks:${ip}`, max: ipMax, windowMs: ipWindowMs },
+      { failures: `login_ip:${ip}`, inFlight: `login_ip_checks:${ip}`, max: ipMax, windowMs: ipWindowMs, keepOnSuccess: true },
     ];
   }
 

@@ -157,6 +157,7 @@ describe('migrations (umzug)', () => {
     expect(await appTables(qi)).to.deep.equal([]);
     // Each step removed exactly its own tables: something, and nothing of the earlier migrations.
     expect(byStep).to.deep.equal([
+      ['api_clients', 'audit_events', 'passkeys', 'password_resets', 'rate_limits', 'recovery_codes', 'session_revocations', 'sessions', 'signing_keys', 'totp_credentials', 'users'],
       ['api_clients', 'audit_events', 'password_resets', 'rate_limits', 'recovery_codes', 'session_revocations', 'sessions', 'signing_keys', 'totp_credentials', 'users'],
       ['api_clients', 'audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users'],
       ['audit_events', 'rate_limits', 'session_revocations', 'sessions', 'signing_keys', 'users'],
@@ -238,7 +239,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         await migrateUp(database, { migrations: [...migrations, halfWay(true)] }).catch((err: Error) => (error = err));
         expect(error?.message).to.match(/9999-half-way/);
         expect(await recorded(database)).to.deep.equal(ALL);
-        expect(await appTables(qi)).to.deep.equal(['api_clients', 'audit_events', 'password_resets', 'rate_limits', 'recovery_codes', 'session_revocations', 'sessions', 'signing_keys', 'totp_credentials', 'users']);
+        expect(await appTables(qi)).to.deep.equal(['api_clients', 'audit_events', 'passkeys', 'password_resets', 'rate_limits', 'recovery_codes', 'session_revocations', 'sessions', 'signing_keys', 'totp_credentials', 'users']);
       });
 
       it('undo a failed down step too: the table it dropped is back and the migration stays recorded', async () => {

@@ -26,6 +26,8 @@ declare module 'express-session' {
     meta: SessionMeta;
     passport: { user?: number };
     pendingSecondFactor: PendingSecondFactor;
+    /** A WebAuthn ceremony waiting for the browser's answer (used once, 5 minutes). */
+    webauthn: { purpose: 'register' | 'sign-in'; challenge: string; at: number; userHandle?: string };
     /** A one-time notice shown on the next page (Post/Redirect/Get). */
     flash: string;
   }
