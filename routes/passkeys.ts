@@ -85,7 +85,10 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
   async function registrationOptions(req: Request, res: Response) {
     const user = req.user!;
     if (clock() - req.session.meta!.createdAt > RECENT_SIGN_IN_MS) {
-      const confirmed = await signIn.confirmPassword(user, textField(req.body, 'currentPassword'), requestActor(req));
+      const currentPassword = textField(req.body, 'currentPassword');
+      // No password typed is a question, not a guess: it is not counted.
+      if (!currentPassword) return refuse(res, 401, 'password_required', 'Enter your current password to add a passkey.');
+      const confirmed = await signIn.confirmPassword(user, currentPassword, requestActor(req));
       if ('throttled' in confirmed) return refuse(res, 429, 'too_many_requests', 'Too many wrong passwords: try again later.', confirmed.throttled);
       if (!confirmed.ok) return refuse(res, 401, 'password_required', 'Enter your current password to add a passkey.');
     }
