@@ -6,7 +6,7 @@
  * and throughput over time. Pure functions of the results object; the SVG is
  * self-contained (no scripts, no external fonts or styles).
  */
-import { APP_TARGETS, fmtRatio, FRESH_GOALS, HS256_TWIN, isAlgTarget, median, MIXED_GOALS, plural, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
+import { APP_TARGETS, fmtRatio, FRESH_GOALS, hasPeerTwin, HS256_TWIN, isAlgTarget, PEER_GOALS, PEER_TWIN, median, MIXED_GOALS, plural, ratio, TARGET_LABELS, type AppTargetId, type Medians, type Round, type TargetId } from './report.js';
 import type { Soak } from './soak.js';
 
 /** Rounds and their medians (the ratios are all the chart reads of them). */
@@ -36,9 +36,10 @@ interface Row {
 /** The panels, each with its bars top to bottom (a target missing from the run has no bar), what they are divided by, their goals and rounds. */
 const PANELS = [
   { ids: ['floor', 'me', 'uncached', 'token', 'mePg', 'tokenPg', 'ceiling'], vs: 'express', goals: FRESH_GOALS, mixed: false, caption: 'fresh processes: req/s ÷ Express floor req/s of the same round' },
-  { ids: ['meEs256', 'tokenEs256', 'meRs256', 'tokenRs256'], vs: 'hs256', goals: FRESH_GOALS, mixed: false, caption: 'fresh processes: req/s ÷ req/s of the same route on the HS256 app, same round' },
+  { ids: ['meEs256', 'tokenEs256', 'meRs256', 'tokenRs256', 'meMetrics', 'tokenMetrics'], vs: 'hs256', goals: FRESH_GOALS, mixed: false, caption: 'fresh processes: req/s ÷ req/s of the same route on the default app (HS256, metrics off), same round' },
+  { ids: ['me', 'token'], vs: 'peer', goals: PEER_GOALS, mixed: false, caption: 'fresh processes: app req/s ÷ Better Auth req/s (JWT plugin, SQLite) for the same job, same round' },
   { ids: ['floor', 'me', 'token'], vs: 'express', goals: MIXED_GOALS, mixed: true, caption: 'long-lived process, mixed traffic (what production sees): req/s ÷ Express floor req/s' },
-] as const satisfies readonly { ids: readonly TargetId[]; vs: 'express' | 'hs256'; goals: Partial<Record<TargetId, number>>; mixed: boolean; caption: string }[];
+] as const satisfies readonly { ids: readonly TargetId[]; vs: 'express' | 'hs256' | 'peer'; goals: Partial<Record<TargetId, number>>; mixed: boolean; caption: string }[];
 /** From the axis caption of one panel to the first bar of the next. */
 const PANEL_GAP = 56;
 /** The axis stops here; a longer bar (the node:http ceiling, often ~4×) is cut and says so. */
@@ -69,7 +70,7 @@ function rowsOf(results: ChartInput, panel: (typeof PANELS)[number]): Row[] {
   if (!r) return [];
   const goals: Partial<Record<TargetId, number>> = panel.goals;
   const rows = panel.ids.flatMap((id: TargetId) => {
-    const reference = isAlgTarget(id) ? HS256_TWIN[id] : 'floor';
+    const reference = panel.vs === 'peer' ? (hasPeerTwin(id) ? PEER_TWIN[id] : id) : isAlgTarget(id) ? HS256_TWIN[id] : 'floor';
     const rounds = r.rounds.map((x) => ratio(x.throughput[id], x.throughput[reference])).filter((v) => Number.isFinite(v));
     if (rounds.length === 0) return [];
     // results.json stores NaN as null: fall back to the median of the rounds.
@@ -80,11 +81,18 @@ function rowsOf(results: ChartInput, panel: (typeof PANELS)[number]): Row[] {
   return rows.some((row) => row.id !== 'floor') ? rows : [];
 }
 
-/** 0 to the first step past every value, at least 1.2, at most AXIS_CAP (larger values are cut). */
-function axisMaxOf(rows: Row[]): number {
-  const values = rows.flatMap((row) => [row.value, ...row.rounds, row.goal ?? 0]).filter((v) => v <= AXIS_CAP);
-  const steps = Math.ceil((Math.max(1, ...values) * 1.04) / STEP - 1e-9);
-  return Math.min(AXIS_CAP, Math.max(1.2, steps * STEP));
+/** The axis of the Better Auth panel: its ratios are around 3× and 8×, its own scale in whole steps up to PEER_AXIS_CAP. */
+const PEER_AXIS_CAP = 16;
+
+/** Grid step of an axis that ends at `max`. */
+const stepOf = (max: number) => (max > 4 ? 1 : STEP);
+
+/** 0 to the first step past every value, at least 1.2, at most `cap` (larger values are cut). */
+function axisMaxOf(rows: Row[], cap = AXIS_CAP): number {
+  const values = rows.flatMap((row) => [row.value, ...row.rounds, row.goal ?? 0]).filter((v) => v <= cap);
+  const top = Math.max(1, ...values) * 1.04;
+  const step = stepOf(Math.min(cap, top));
+  return Math.min(cap, Math.max(1.2, Math.ceil(top / step - 1e-9) * step));
 }
 
 /** What the charts' subtitle says about the run, when the results have it. */
@@ -113,8 +121,9 @@ function svgDocument(height: number, body: readonly string[]): string {
 /** A panel's grid lines and tick labels every STEP, the 1.0 line darker, and its caption. */
 function axis(max: number, x: (v: number) => number, top: number, bottom: number, caption: string): string[] {
   const out: string[] = [];
-  for (let i = 0; i * STEP <= max + 1e-9; i += 1) {
-    const v = i * STEP;
+  const step = stepOf(max);
+  for (let i = 0; i * step <= max + 1e-9; i += 1) {
+    const v = i * step;
     const one = Math.abs(v - 1) < 1e-9;
     out.push(`<line x1="${x(v).toFixed(1)}" y1="${top - 4}" x2="${x(v).toFixed(1)}" y2="${bottom}" stroke="${one ? '#888' : COLORS.grid}"/>`);
     out.push(text(x(v), bottom + 14, i === 0 ? '0' : `${v.toFixed(1)}×`, 'font-size="10" fill="#666" text-anchor="middle"'));
@@ -164,10 +173,12 @@ export function renderRatioChart(results: ChartInput): string {
   if (panels.length === 0) {
     body.push(text(16, TOP + 24, 'No ratios: this run has no Express floor or HS256 rounds next to other targets (see --only).', 'fill="#444"'));
   } else {
-    const max = axisMaxOf(panels.flatMap((panel) => panel.rows));
-    const x = (v: number) => LABEL_W + (Math.min(Math.max(v, 0), max) / max) * PLOT_W;
+    // One scale for the panels of ratios around 1×, its own for the Better Auth panel.
+    const shared = axisMaxOf(panels.filter((panel) => panel.vs !== 'peer').flatMap((panel) => panel.rows));
     let top = TOP;
     for (const panel of panels) {
+      const max = panel.vs === 'peer' ? axisMaxOf(panel.rows, PEER_AXIS_CAP) : shared;
+      const x = (v: number) => LABEL_W + (Math.min(Math.max(v, 0), max) / max) * PLOT_W;
       bottom = top + panel.rows.length * ROW_H;
       body.push(...axis(max, x, top, bottom, panel.caption), ...panel.rows.flatMap((r, i) => row(r, top + i * ROW_H, max, x)));
       top = bottom + PANEL_GAP;

@@ -4,7 +4,22 @@
  */
 import type { LatencySummary, LoginStats, RunStats } from './scenarios.js';
 
-export type TargetId = 'floor' | 'ceiling' | 'me' | 'uncached' | 'token' | 'meEs256' | 'tokenEs256' | 'meRs256' | 'tokenRs256' | 'mePg' | 'tokenPg';
+export type TargetId =
+  | 'floor'
+  | 'ceiling'
+  | 'me'
+  | 'uncached'
+  | 'token'
+  | 'meEs256'
+  | 'tokenEs256'
+  | 'meRs256'
+  | 'tokenRs256'
+  | 'mePg'
+  | 'tokenPg'
+  | 'meMetrics'
+  | 'tokenMetrics'
+  | 'peerMe'
+  | 'peerToken';
 
 /** Every target, in the order of the table. */
 export const TARGET_LABELS: Record<TargetId, string> = {
@@ -19,17 +34,33 @@ export const TARGET_LABELS: Record<TargetId, string> = {
   tokenRs256: 'app RS256: GET /auth/token',
   mePg: 'app PostgreSQL: GET /api/me',
   tokenPg: 'app PostgreSQL: GET /auth/token',
+  meMetrics: 'app, metrics on: GET /api/me',
+  tokenMetrics: 'app, metrics on: GET /auth/token',
+  peerMe: 'Better Auth: GET /api/me (jose)',
+  peerToken: 'Better Auth: GET /api/auth/token',
 };
 
 /** The app's targets: each gets ratios to both baselines. */
-export const APP_TARGETS = ['me', 'uncached', 'token', 'meEs256', 'tokenEs256', 'meRs256', 'tokenRs256', 'mePg', 'tokenPg'] as const;
+export const APP_TARGETS = ['me', 'uncached', 'token', 'meEs256', 'tokenEs256', 'meRs256', 'tokenRs256', 'meMetrics', 'tokenMetrics', 'mePg', 'tokenPg'] as const;
 export type AppTargetId = (typeof APP_TARGETS)[number];
 
-/** The targets on an app signing with ES256 or RS256, each with the same route on the HS256 app (its ratio `hs256`). */
-export const HS256_TWIN = { meEs256: 'me', tokenEs256: 'token', meRs256: 'me', tokenRs256: 'token' } as const satisfies Partial<Record<AppTargetId, AppTargetId>>;
+/**
+ * The targets on an app that differs from the default one in one setting (ES256 or RS256 signing, metrics
+ * collected), each with the same route on the default HS256 app (its ratio `hs256`, column "× default").
+ */
+export const HS256_TWIN = { meEs256: 'me', tokenEs256: 'token', meRs256: 'me', tokenRs256: 'token', meMetrics: 'me', tokenMetrics: 'token' } as const satisfies Partial<Record<AppTargetId, AppTargetId>>;
 export type AlgTargetId = keyof typeof HS256_TWIN;
 
 export const isAlgTarget = (id: TargetId): id is AlgTargetId => id in HS256_TWIN;
+
+/** The app's routes and the same job on the `--peer` (Better Auth): its ratio `peer` is app ÷ peer, same round. */
+export const PEER_TWIN = { me: 'peerMe', token: 'peerToken' } as const satisfies Partial<Record<AppTargetId, TargetId>>;
+export type PeeredTargetId = keyof typeof PEER_TWIN;
+export const hasPeerTwin = (id: TargetId): id is PeeredTargetId => id in PEER_TWIN;
+/** Targets that are not the app: errors there are the baselines'. */
+export const BASELINE_TARGETS = ['floor', 'ceiling', 'peerMe', 'peerToken'] as const satisfies readonly TargetId[];
+/** Issue 14: the app's routes against Better Auth's (JWT plugin, SQLite), least median ratios over fresh rounds. */
+export const PEER_GOALS = { me: 3, token: 8 } as const satisfies Record<PeeredTargetId, number>;
 
 /**
  * The throughput goals of the fresh-process rounds, each a least median ratio
@@ -128,7 +159,7 @@ export function memoryReport(m: MemoryReadings): MemoryReport {
 export interface Medians {
   throughput: Partial<Record<TargetId, { rps: number; p50: number; p99: number; cpuUs: number }>>;
   /** Median over rounds of the per-round ratio app ÷ baseline (`hs256`: ÷ the same route on the HS256 app). */
-  ratios: Partial<Record<AppTargetId, { express: number; http: number; hs256?: number }>>;
+  ratios: Partial<Record<AppTargetId, { express: number; http: number; hs256?: number; peer?: number }>>;
   login?: { loginsPerSecond: number; postP50: number; postP99: number };
   healthz?: { p50: number; p99: number; worstP99: number };
   healthzIdle?: { p50: number; p99: number };
@@ -179,8 +210,14 @@ export function computeMedians(rounds: readonly Round[]): Medians {
     const express = rounds.map((r) => ratio(r.throughput[id], r.throughput.floor));
     const http = rounds.map((r) => ratio(r.throughput[id], r.throughput.ceiling));
     const hs256 = isAlgTarget(id) ? rounds.map((r) => ratio(r.throughput[id], r.throughput[HS256_TWIN[id]])) : [];
-    if ([...express, ...http, ...hs256].some(Number.isFinite)) {
-      out.ratios[id] = { express: median(express), http: median(http), ...(isAlgTarget(id) && { hs256: median(hs256) }) };
+    const peer = hasPeerTwin(id) ? rounds.map((r) => ratio(r.throughput[id], r.throughput[PEER_TWIN[id]])) : [];
+    if ([...express, ...http, ...hs256, ...peer].some(Number.isFinite)) {
+      out.ratios[id] = {
+        express: median(express),
+        http: median(http),
+        ...(isAlgTarget(id) && { hs256: median(hs256) }),
+        ...(peer.some(Number.isFinite) && { peer: median(peer) }),
+      };
     }
   }
   const logins = present(rounds.map((r) => r.login));
@@ -216,7 +253,7 @@ function fmtErrors(runs: readonly (RunStats | null | undefined)[]): string {
 export function countErrors(rounds: readonly Round[], memory: MemoryReport | undefined): { app: Errors; baselines: Errors } {
   return {
     app: sumErrors([...rounds.flatMap((r) => [...APP_TARGETS.map((id) => r.throughput[id]), r.login, r.healthz, r.healthzIdle]), memory?.run]),
-    baselines: sumErrors(rounds.flatMap((r) => [r.throughput.floor, r.throughput.ceiling])),
+    baselines: sumErrors(rounds.flatMap((r) => BASELINE_TARGETS.map((id) => r.throughput[id]))),
   };
 }
 
@@ -244,6 +281,10 @@ export function evaluateGoals(
     if (value === undefined) continue;
     goals.push(ratioGoal(`${GOAL_NAMES[id]}, fresh processes`, value, min));
     if (id === 'me') goals.push(ratioGoal('/api/me vs express floor, lowest fresh round', lowestRound(fresh.rounds, 'me'), ME_LOWEST_ROUND));
+  }
+  for (const [id, min] of Object.entries(PEER_GOALS) as [PeeredTargetId, number][]) {
+    const value = fresh.medians.ratios[id]?.peer;
+    if (value !== undefined) goals.push(ratioGoal(`${id === 'me' ? '/api/me' : '/auth/token'} vs Better Auth's, fresh processes`, value, min));
   }
   for (const [id, min] of Object.entries(MIXED_GOALS) as [keyof typeof MIXED_GOALS, number][]) {
     const value = mixed?.medians.ratios[id]?.express;
@@ -325,6 +366,7 @@ function throughputSection(heading: string, rounds: readonly Round[], medians: M
   if (ids.length === 0) return [];
   // The baselines' ratios to each other are not in the medians: computed here.
   const baselineRatio = (a: TargetId, b: TargetId) => median(rounds.map((x) => ratio(x.throughput[a], x.throughput[b])));
+  const withPeer = Object.values(medians.ratios).some((x) => x.peer !== undefined);
   const rows = ids.map((id) => {
     const m = medians.throughput[id]!;
     const runs = present(rounds.map((x) => x.throughput[id]));
@@ -332,7 +374,8 @@ function throughputSection(heading: string, rounds: readonly Round[], medians: M
     const vsExpress = id === 'floor' ? 1 : id === 'ceiling' ? baselineRatio('ceiling', 'floor') : (ratios?.express ?? NaN);
     const vsHttp = id === 'ceiling' ? 1 : id === 'floor' ? baselineRatio('floor', 'ceiling') : (ratios?.http ?? NaN);
     const vsHs256 = isAlgTarget(id) ? fmtRatio(ratios?.hs256 ?? NaN) : '';
-    return [TARGET_LABELS[id], fmtInt(m.rps), fmtMs(m.p50), fmtMs(m.p99), fmtInt(m.cpuUs), fmtRatio(vsExpress), fmtRatio(vsHttp), vsHs256, fmtErrors(runs)];
+    const vsPeer = ratios?.peer === undefined ? '' : fmtRatio(ratios.peer);
+    return [TARGET_LABELS[id], fmtInt(m.rps), fmtMs(m.p50), fmtMs(m.p99), fmtInt(m.cpuUs), fmtRatio(vsExpress), fmtRatio(vsHttp), vsHs256, ...(withPeer ? [vsPeer] : []), fmtErrors(runs)];
   });
   const perRound = ids.map((id) => {
     const cells = (f: (r: Round) => string) => rounds.map(f).join(' ');
@@ -345,9 +388,16 @@ function throughputSection(heading: string, rounds: readonly Round[], medians: M
   });
   return [
     heading,
-    table(['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× express', '× node:http', '× HS256', 'err/non2xx/bad'], rows),
-    '  per round (ratio: × express, × HS256 for ES256 and RS256):',
+    table(['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× express', '× node:http', '× default', ...(withPeer ? ['× Better Auth'] : []), 'err/non2xx/bad'], rows),
+    '  × default: ÷ the same route on the default app (HS256, metrics off), same round. Per round (ratio: × express; × default for ES256, RS256, metrics on):',
     table(['target', 'ratio per round', 'CPU µs/req per round', 'req/s per round'], perRound, '    '),
+    ...(withPeer
+      ? [
+          `  per round, app ÷ Better Auth: ${(Object.keys(PEER_TWIN) as PeeredTargetId[])
+            .map((id) => `${id === 'me' ? '/api/me' : '/auth/token'} ${rounds.map((r) => fmtRatio(ratio(r.throughput[id], r.throughput[PEER_TWIN[id]]))).join(' ')}`)
+            .join(' · ')}`,
+        ]
+      : []),
     '',
   ];
 }

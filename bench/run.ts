@@ -36,15 +36,16 @@ import {
   type TargetId,
 } from './report.js';
 import { fixedAmount, loginStorm, probeLatency, PROXY_HEADERS, throughput } from './scenarios.js';
-import { cpuSecondsOfTree, memoryOf, setUpApp, startApp, startBaseline, status, stopServer, type Fixture, type Server } from './servers.js';
+import { installPeer, PEERS, peerRun, setUpPeer, startPeer, type PeerName, type PeerRun } from './peers.js';
+import { cpuSecondsOfTree, freePort, memoryOf, setUpApp, startApp, startBaseline, status, stopServer, type Fixture, type Server } from './servers.js';
 import { renderSoak, runSoak, soakGoals, type Soak } from './soak.js';
 
 // ------------------------------------------------------------------ options
 
 /** Fresh-process targets, by the --only name that selects them, and the long-lived scenarios. */
-const SCENARIOS = ['floor', 'ceiling', 'me', 'uncached', 'token', 'es256', 'rs256', 'pg', 'mixed', 'login', 'rss'];
+const SCENARIOS = ['floor', 'ceiling', 'me', 'uncached', 'token', 'es256', 'rs256', 'metrics', 'pg', 'mixed', 'login', 'rss'];
 /** Not in the default run: asked for by name with --only. */
-const OPT_IN = ['uncached', 'rs256'];
+const OPT_IN = ['uncached', 'rs256', 'metrics'];
 
 const USAGE = `usage: npm run bench [-- options]
   --quick          short run (about 1.5 minutes): 3 rounds of 1 s, 1 long-lived round, 10,000 requests (at most 8 s) for RSS
@@ -55,8 +56,12 @@ const USAGE = `usage: npm run bench [-- options]
   --only LIST      comma list of ${SCENARIOS.join(',')} (default: all but ${OPT_IN.join(' and ')});
                    uncached = /api/me on an app with REVOCATION_CACHE_TTL=0;
                    es256, rs256 = /api/me and /auth/token on an app with that JWT_ALGORITHM;
+                   metrics = the same two on an app with METRICS_PORT set (Prometheus metrics collected);
                    pg = the two routes on PostgreSQL (--pg-url); mixed, login, rss = the long-lived app's
                    throughput rounds, sign-in storms and RSS run
+  --peer NAME      also measure a peer doing the same two jobs in the same rounds: better-auth (Better Auth's
+                   JWT plugin on Express and SQLite: GET /api/auth/token, and a jose-verified GET /api/me);
+                   installed on first use into bench/peers/NAME/node_modules (git-ignored, a few minutes)
   --pg-url URL     PostgreSQL server for the pg targets (default postgres://postgres@127.0.0.1:5432/postgres);
                    a fresh database is created on it and dropped after the run
   --soak MINUTES   soak mode instead: mixed sign-ins, mints, API calls and sign-outs against one app
@@ -78,6 +83,7 @@ function settingsFrom(argv: string[]) {
       'rss-seconds': { type: 'string' },
       only: { type: 'string' },
       'pg-url': { type: 'string' },
+      peer: { type: 'string' },
       soak: { type: 'string' },
       'soak-rate': { type: 'string' },
       'cpu-prof': { type: 'string' },
@@ -98,6 +104,8 @@ function settingsFrom(argv: string[]) {
   };
   const only = values.only?.split(',').map((x) => x.trim()).filter(Boolean) ?? SCENARIOS.filter((x) => !OPT_IN.includes(x));
   if (only.length === 0 || only.some((x) => !SCENARIOS.includes(x))) throw new Error(`--only takes a comma list of ${SCENARIOS.join(', ')}`);
+  const peers = values.peer?.split(',').map((x) => x.trim()).filter(Boolean) ?? [];
+  if (peers.some((x) => !(PEERS as readonly string[]).includes(x))) throw new Error(`--peer takes ${PEERS.join(', ')}`);
   const quick = values.quick === true;
   const soakMinutes = values.soak === undefined ? null : num('--soak', values.soak, 10, 0.5, 240);
   const s = {
@@ -116,6 +124,7 @@ function settingsFrom(argv: string[]) {
     rssSeconds: num('--rss-seconds', values['rss-seconds'], quick ? 8 : 60, 1, 600),
     logLevel: 'warn',
     only,
+    peers: peers as PeerName[],
     pgUrl: values['pg-url'] ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     soakMinutes,
     soakRate: num('--soak-rate', values['soak-rate'], 300, 10, 100_000),
@@ -244,10 +253,10 @@ function appTarget(id: TargetId, server: Server, route: 'me' | 'token', f: Fixtu
 }
 
 /** The app configurations of the fresh rounds: each has one database for the whole run, shared by its processes. */
-type AppKind = 'hs256' | 'es256' | 'rs256' | 'pg';
+type AppKind = 'hs256' | 'es256' | 'rs256' | 'metrics' | 'pg';
 
-/** Every fresh-process target: the --only name that selects it and the server it needs. */
-const FRESH_TARGETS: { id: TargetId; only: string; app?: AppKind; route?: 'me' | 'token'; env?: Record<string, string> }[] = [
+/** Every fresh-process target: the --only (or --peer) name that selects it and the server it needs. */
+const FRESH_TARGETS: { id: TargetId; only: string; app?: AppKind; peer?: PeerName; route?: 'me' | 'token'; env?: Record<string, string> }[] = [
   { id: 'floor', only: 'floor' },
   { id: 'ceiling', only: 'ceiling' },
   { id: 'me', only: 'me', app: 'hs256', route: 'me' },
@@ -258,8 +267,12 @@ const FRESH_TARGETS: { id: TargetId; only: string; app?: AppKind; route?: 'me' |
   { id: 'tokenEs256', only: 'es256', app: 'es256', route: 'token' },
   { id: 'meRs256', only: 'rs256', app: 'rs256', route: 'me' },
   { id: 'tokenRs256', only: 'rs256', app: 'rs256', route: 'token' },
+  { id: 'meMetrics', only: 'metrics', app: 'metrics', route: 'me' },
+  { id: 'tokenMetrics', only: 'metrics', app: 'metrics', route: 'token' },
   { id: 'mePg', only: 'pg', app: 'pg', route: 'me' },
   { id: 'tokenPg', only: 'pg', app: 'pg', route: 'token' },
+  { id: 'peerMe', only: 'better-auth', peer: 'better-auth', route: 'me' },
+  { id: 'peerToken', only: 'better-auth', peer: 'better-auth', route: 'token' },
 ];
 
 /** A uniformly shuffled copy (Fisher–Yates). */
@@ -321,22 +334,37 @@ const profiled = (s: Settings, folder: string) => (s.cpuProf ? ['--cpu-prof', `-
  */
 async function freshRounds(run: Run, databases: Partial<Record<AppKind, string>>): Promise<Round[]> {
   const { s } = run;
-  const specs = FRESH_TARGETS.filter((t) => s.only.includes(t.only) && (t.app === undefined || databases[t.app] !== undefined));
+  const specs = FRESH_TARGETS.filter(
+    (t) => (t.peer ? s.peers.includes(t.peer) : s.only.includes(t.only)) && (t.app === undefined || databases[t.app] !== undefined),
+  );
   if (specs.length === 0) return [];
-  const algorithm: Record<AppKind, Record<string, string>> = { hs256: {}, es256: { JWT_ALGORITHM: 'ES256' }, rs256: { JWT_ALGORITHM: 'RS256' }, pg: {} };
+  const config: Record<AppKind, Record<string, string>> = { hs256: {}, es256: { JWT_ALGORITHM: 'ES256' }, rs256: { JWT_ALGORITHM: 'RS256' }, metrics: {}, pg: {} };
+  const peer: PeerRun = peerRun(run.tmp);
   const start = async (spec: (typeof specs)[number], round: number): Promise<Target> => {
     const name = `round ${round} ${spec.id}`;
+    if (spec.peer) {
+      const server = await startPeer(name, peer, profiled(s, spec.id));
+      const f = await setUpPeer(server.port);
+      return spec.route === 'me'
+        ? { id: spec.id, server, path: '/api/me', headers: bearer(f.token), expect: f.meBody }
+        : { id: spec.id, server, path: '/api/auth/token', headers: { cookie: f.cookie }, expect: (b: string) => b.startsWith('{"token":"ey') };
+    }
     if (spec.id === 'floor') return { id: 'floor', server: await startBaseline(name, 'express-floor.ts'), path: '/api/me', headers: {}, expect: FLOOR_BODY };
     if (spec.id === 'ceiling') {
       const server = await startBaseline(name, 'http-ceiling.ts', { BENCH_JWT_KEY: run.jwtKey });
       return { id: 'ceiling', server, path: '/api/me', headers: bearer(run.ceilingJwt), expect: CEILING_BODY };
     }
     const app = spec.app!;
-    const server = await startApp(name, profiled(s, spec.id), { ...run.appEnv, ...algorithm[app], DATABASE_URL: databases[app]!, ...spec.env });
+    // Each process its own metrics port (the app refuses METRICS_PORT equal to PORT; two processes cannot share one).
+    const metrics: Record<string, string> = app === 'metrics' ? { METRICS_PORT: String(await freePort()), METRICS_HOST: '127.0.0.1' } : {};
+    const server = await startApp(name, profiled(s, spec.id), { ...run.appEnv, ...config[app], ...metrics, DATABASE_URL: databases[app]!, ...spec.env });
     return appTarget(spec.id, server, spec.route!, await setUpApp(server.port, 0));
   };
   const groups = new Map<string, typeof specs>();
-  for (const spec of specs) groups.set(spec.app ?? spec.id, [...(groups.get(spec.app ?? spec.id) ?? []), spec]);
+  for (const spec of specs) {
+    const group = spec.app ?? spec.peer ?? spec.id;
+    groups.set(group, [...(groups.get(group) ?? []), spec]);
+  }
   const rounds: Round[] = [];
   for (let r = 1; r <= s.rounds; r += 1) {
     status(`round ${r}/${s.rounds} · starting ${specs.length} servers, setting each up through the forms`);
@@ -490,7 +518,8 @@ async function main(): Promise<number> {
     fields = { soak };
   } else {
     const databases: Partial<Record<AppKind, string>> = {};
-    for (const app of ['hs256', 'es256', 'rs256'] as const) databases[app] = `sqlite:${path.join(tmp, `${app}.sqlite`)}`;
+    for (const peer of s.peers) installPeer(peer);
+    for (const app of ['hs256', 'es256', 'rs256', 'metrics'] as const) databases[app] = `sqlite:${path.join(tmp, `${app}.sqlite`)}`;
     if (s.only.includes('pg')) {
       status('PostgreSQL: creating a fresh database');
       const pg = await postgresDatabase(s.pgUrl);

@@ -45,7 +45,7 @@ export async function stopServer(server: Server): Promise<string> {
 }
 
 /** A port that was free a moment ago on 127.0.0.1 (the app is given it: at LOG_LEVEL=warn it does not log the one it chose). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer().on('error', reject);
     server.listen(0, LOOPBACK, () => {
@@ -71,9 +71,14 @@ export async function startApp(name: string, nodeArgs: string[], env: Record<str
   return { name, proc, port };
 }
 
-/** Starts a baseline of bench/baselines (it listens on a port of its choosing and logs it). */
-export async function startBaseline(name: string, file: string, env: Record<string, string> = {}): Promise<Server> {
-  const proc = track(spawnNode(['--import', 'tsx', path.join(root, 'bench', 'baselines', file)], { NODE_ENV: 'production', PORT: '0', ...env }));
+/**
+ * Starts a baseline of bench/baselines, or a peer's server when `file` leads
+ * out of it (it listens on a port of its choosing and logs it); TypeScript
+ * through tsx, plain `.mjs` as it is.
+ */
+export async function startBaseline(name: string, file: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Server> {
+  const loader = file.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const proc = track(spawnNode([...nodeArgs, ...loader, path.join(root, 'bench', 'baselines', file)], { NODE_ENV: 'production', PORT: '0', ...env }));
   return { name, proc, port: await whenReady(proc, () => listeningPort(proc.stdout()), 30_000) };
 }
 

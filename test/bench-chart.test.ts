@@ -79,7 +79,7 @@ describe('bench chart (renderRatioChart)', () => {
       throughput: { ...t, meEs256: run(t.me!.rps * 0.97), tokenEs256: run(t.token!.rps * 0.83), meRs256: run(t.me!.rps * 0.99), tokenRs256: run(t.token!.rps * 0.41) },
     }));
     const svg = renderRatioChart(input);
-    expect(svg).to.include('fresh processes: req/s ÷ req/s of the same route on the HS256 app, same round');
+    expect(svg).to.include('fresh processes: req/s ÷ req/s of the same route on the default app (HS256, metrics off), same round');
     for (const label of ['0.97×', '0.83×', '0.99×', '0.41×', 'goal ≥ 0.95×', 'goal ≥ 0.85×', 'app RS256: GET /auth/token']) expect(svg).to.include(label);
     // Goals for the HS256 routes and for ES256, none for RS256: it is there to show what RSA signing costs.
     expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
@@ -93,6 +93,30 @@ describe('bench chart (renderRatioChart)', () => {
     const svg = renderRatioChart(input);
     for (const label of ['app PostgreSQL: GET /api/me', 'app PostgreSQL: GET /auth/token', '1.35×', '0.40×', 'goal ≥ 0.45×']) expect(svg).to.include(label);
     expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
+  });
+
+  it('draws the app with metrics on next to the ES256 app, against the same route on the default app, without a goal', () => {
+    const input = results();
+    delete input.mixed;
+    input.rounds = input.rounds.map(({ throughput: t }) => ({ throughput: { ...t, meMetrics: run(t.me!.rps * 0.96), tokenMetrics: run(t.token!.rps * 0.98) } }));
+    const svg = renderRatioChart(input);
+    for (const label of ['app, metrics on: GET /api/me', 'app, metrics on: GET /auth/token', '0.96×', '0.98×']) expect(svg).to.include(label);
+    expect(svg.match(/stroke-dasharray/g)).to.have.length(2);
+  });
+
+  it('draws the app against Better Auth on a scale of its own, with the goals 3× (/api/me) and 8× (/auth/token)', () => {
+    const input = results();
+    delete input.mixed;
+    input.rounds = input.rounds.map(({ throughput: t }) => ({ throughput: { ...t, peerMe: run(t.me!.rps / 3.5), peerToken: run(t.token!.rps / 7) } }));
+    const svg = renderRatioChart(input);
+    expect(svg).to.include('fresh processes: app req/s ÷ Better Auth req/s (JWT plugin, SQLite) for the same job, same round');
+    for (const label of ['3.50×', '7.00×', 'goal ≥ 3.00×', 'goal ≥ 8.00×', '8.0×']) expect(svg).to.include(label);
+    // Not cut: the panel's axis goes past 8×, while the first panel's stops at 2× (the ceiling is off its scale).
+    expect(svg).not.to.include('7.00× (off scale)');
+    expect(svg).to.include('4.00× (off scale)');
+    // /api/me meets its goal there, /auth/token misses it (7 < 8).
+    expect(svg.match(/stroke-dasharray/g)).to.have.length(4);
+    expect(svg.match(/<circle /g)).to.have.length(6 + 6);
   });
 
   it('escapes the text it inserts', () => {
