@@ -62,6 +62,7 @@ const USAGE = `usage: npm run bench [-- options]
   --peer NAME      also measure a peer doing the same two jobs in the same rounds: better-auth (Better Auth's
                    JWT plugin on Express and SQLite: GET /api/auth/token, and a jose-verified GET /api/me);
                    installed on first use into bench/peers/NAME/node_modules (git-ignored, a few minutes)
+  --app-env K=V    one more environment variable for every app process (repeatable), e.g. MALLOC_ARENA_MAX=2
   --pg-url URL     PostgreSQL server for the pg targets (default postgres://postgres@127.0.0.1:5432/postgres);
                    a fresh database is created on it and dropped after the run
   --soak MINUTES   soak mode instead: mixed sign-ins, mints, API calls and sign-outs against one app
@@ -83,6 +84,7 @@ function settingsFrom(argv: string[]) {
       'rss-seconds': { type: 'string' },
       only: { type: 'string' },
       'pg-url': { type: 'string' },
+      'app-env': { type: 'string', multiple: true },
       peer: { type: 'string' },
       soak: { type: 'string' },
       'soak-rate': { type: 'string' },
@@ -106,6 +108,12 @@ function settingsFrom(argv: string[]) {
   if (only.length === 0 || only.some((x) => !SCENARIOS.includes(x))) throw new Error(`--only takes a comma list of ${SCENARIOS.join(', ')}`);
   const peers = values.peer?.split(',').map((x) => x.trim()).filter(Boolean) ?? [];
   if (peers.some((x) => !(PEERS as readonly string[]).includes(x))) throw new Error(`--peer takes ${PEERS.join(', ')}`);
+  const appEnv: Record<string, string> = {};
+  for (const pair of values['app-env'] ?? []) {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new Error(`--app-env wants NAME=VALUE, got ${JSON.stringify(pair)}`);
+    appEnv[pair.slice(0, at)] = pair.slice(at + 1);
+  }
   const quick = values.quick === true;
   const soakMinutes = values.soak === undefined ? null : num('--soak', values.soak, 10, 0.5, 240);
   const s = {
@@ -125,6 +133,7 @@ function settingsFrom(argv: string[]) {
     logLevel: 'warn',
     only,
     peers: peers as PeerName[],
+    appEnv,
     pgUrl: values['pg-url'] ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     soakMinutes,
     soakRate: num('--soak-rate', values['soak-rate'], 300, 10, 100_000),
@@ -503,6 +512,7 @@ async function main(): Promise<number> {
       JWT_SECRET_KEY: secret(),
       SESSION_SECRET: secret(),
       TRUST_PROXY: 'loopback',
+      ...s.appEnv,
     },
     exits: {},
   };
@@ -569,6 +579,7 @@ async function main(): Promise<number> {
       `node ${m.node} · ${m.os} · ${m.cpus} × ${m.cpuModel} · load ${m.loadAverageAtStart.join(' ')} → ${results.loadAverageAtEnd.join(' ')}`,
       `app ${info.git.commit?.slice(0, 10) ?? '?'}${info.git.dirty ? ' (uncommitted changes)' : ''} · NODE_ENV=production LOG_LEVEL=${s.logLevel} · all traffic on 127.0.0.1`,
       ...Object.values(skipped),
+      ...(Object.keys(s.appEnv).length ? [`every app process also had ${Object.entries(s.appEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (--app-env)`] : []),
     ],
     ...('soak' in fields ? { sections: renderSoak(fields.soak) } : fields),
     goals,

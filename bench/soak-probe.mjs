@@ -4,7 +4,8 @@
  * Every 100 ms it reads process.memoryUsage(); a 10 ms timer, re-armed when it
  * fires, records how late it fired (the event loop's lag: how long a callback
  * waited behind other work). Once a second it writes one line to stderr:
- *   bench-soak {"t":<epoch ms>,"rss":<lowest RSS>,"heap":<lowest heapUsed>,"rssMax":…,"heapTotal":…,"lag":{"<ms>":<count>,…}}
+ *   bench-soak {"t":<epoch ms>,"rss":<lowest RSS>,"heap":<lowest heapUsed>,"rssMax":…,"heapTotal":…,"external":<lowest>,"lag":{"<ms>":<count>,…}}
+ * (external: memory of Buffers and other objects outside the JS heap that V8 is told about)
  * (bytes; lag in 1 ms bins, so that the benchmark can merge any window exactly).
  * Every timer is unref()ed: the app still exits as soon as it has shut down.
  */
@@ -17,10 +18,10 @@ let lag = {};
 let memory = null;
 
 function sampleMemory() {
-  const { rss, heapUsed, heapTotal } = process.memoryUsage();
+  const { rss, heapUsed, heapTotal, external } = process.memoryUsage();
   memory = memory
-    ? { rss: Math.min(memory.rss, rss), heap: Math.min(memory.heap, heapUsed), rssMax: Math.max(memory.rssMax, rss), heapTotal }
-    : { rss, heap: heapUsed, rssMax: rss, heapTotal };
+    ? { rss: Math.min(memory.rss, rss), heap: Math.min(memory.heap, heapUsed), rssMax: Math.max(memory.rssMax, rss), heapTotal, external: Math.min(memory.external, external) }
+    : { rss, heap: heapUsed, rssMax: rss, heapTotal, external };
 }
 
 function arm() {

@@ -48,6 +48,9 @@ export interface SoakBucket extends SoakCounts {
   /** Lowest RSS and heapUsed read inside the server in the bucket (bytes), null when no reading. */
   rssTrough: number | null;
   heapTrough: number | null;
+  /** The V8 heap's size (used or not) at the bucket's last reading, and the lowest `external` (Buffers): what else RSS holds. */
+  heapTotal?: number | null;
+  externalTrough?: number | null;
   /** Event-loop lag (ms, 1 ms bins) in the bucket. */
   lagP99: number | null;
   lagMax: number | null;
@@ -79,6 +82,7 @@ interface ProbeLine {
   heap: number;
   rssMax: number;
   heapTotal: number;
+  external?: number;
   lag: Record<string, number>;
 }
 
@@ -267,7 +271,15 @@ export async function runSoak(o: { s: SoakSettings; tmp: string; appEnv: Record<
       const mine = within(from, to);
       const trough = (pick: (l: ProbeLine) => number) => (mine.length ? Math.min(...mine.map(pick)) : null);
       const healthz = healthzTimes[i]!.length ? latencyOf(healthzTimes[i]!) : null;
-      return { from, to, ...c, rssTrough: trough((l) => l.rss), heapTrough: trough((l) => l.heap), lagP99: lagPercentile(mine, 99), lagMax: lagPercentile(mine, 100), healthzP99: healthz?.p99 ?? null };
+      return {
+        from,
+        to,
+        ...c,
+        rssTrough: trough((l) => l.rss),
+        heapTrough: trough((l) => l.heap),
+        heapTotal: mine.at(-1)?.heapTotal ?? null,
+        externalTrough: trough((l) => l.external ?? NaN),
+        lagP99: lagPercentile(mine, 99), lagMax: lagPercentile(mine, 100), healthzP99: healthz?.p99 ?? null };
     });
     const totals = zero();
     for (const c of out) for (const k of Object.keys(totals) as (keyof SoakCounts)[]) totals[k] += c[k];
@@ -344,7 +356,7 @@ export function renderSoak(soak: Soak): string[] {
     const part = soak.buckets.slice(i, i + tenth);
     const sum = (k: keyof SoakCounts) => part.reduce((n, b) => n + b[k], 0);
     const secs = part.at(-1)!.to - part[0]!.from;
-    const lowest = (k: 'rssTrough' | 'heapTrough') => Math.min(...part.map((b) => b[k] ?? Infinity));
+    const lowest = (k: 'rssTrough' | 'heapTrough' | 'externalTrough') => Math.min(...part.map((b) => b[k] ?? Infinity));
     const highest = (k: 'lagP99' | 'lagMax' | 'healthzP99') => Math.max(...part.map((b) => b[k] ?? NaN));
     rows.push([
       `${part[0]!.from}–${part.at(-1)!.to} s`,
@@ -352,6 +364,8 @@ export function renderSoak(soak: Soak): string[] {
       (sum('signIns') / secs).toFixed(1),
       fmtMb(lowest('rssTrough')),
       fmtMb(lowest('heapTrough')),
+      fmtMb(part.at(-1)!.heapTotal ?? null),
+      fmtMb(lowest('externalTrough')),
       fmtMs(highest('lagP99')),
       fmtMs(highest('lagMax')),
       fmtMs(highest('healthzP99')),
@@ -365,7 +379,7 @@ export function renderSoak(soak: Soak): string[] {
     `  memory inside the server (lowest readings, every 100 ms), after a ${soak.warmupSeconds} s warm-up, first fifth → last fifth: ` +
       `RSS ${mb(soak.memory.rssFirst)} → ${mb(soak.memory.rssLast)} (${signed(soak.memory.rssGrowth)}), heap used ${mb(soak.memory.heapFirst)} → ${mb(soak.memory.heapLast)} (${signed(soak.memory.heapGrowth)}); RSS peak ${mb(soak.memory.rssPeak)}`,
     `  event-loop lag (a 10 ms timer inside the server, ${fmtInt(soak.lag.samples)} samples): p50 ${fmtMs(soak.lag.p50)} ms, p99 ${fmtMs(soak.lag.p99)} ms, max ${fmtMs(soak.lag.max)} ms; app exit on SIGTERM: ${soak.appExit}`,
-    table(['time', 'req/s', 'sign-ins/s', 'RSS trough MB', 'heap trough MB', 'lag p99 ms', 'lag max ms', 'healthz p99 ms', 'err/5xx/unexp/bad'], rows),
+    table(['time', 'req/s', 'sign-ins/s', 'RSS trough MB', 'heap trough MB', 'heap size MB', 'external trough MB', 'lag p99 ms', 'lag max ms', 'healthz p99 ms', 'err/5xx/unexp/bad'], rows),
     '',
   ];
 }
