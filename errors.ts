@@ -86,8 +86,9 @@ export class UnsupportedMediaTypeError extends AppError {
 /** No session: the browser must sign in first. */
 export class NotSignedInError extends AppError {
   override name = 'NotSignedInError';
-  constructor() {
-    super('NOT_SIGNED_IN', 401, 'Sign in first.', { 'WWW-Authenticate': 'Cookie realm="token-bridge"' });
+  /** `challenge: false` leaves out `WWW-Authenticate` (the passkey script's routes have always answered without it). */
+  constructor({ challenge = true }: { challenge?: boolean } = {}) {
+    super('NOT_SIGNED_IN', 401, 'Sign in first.', challenge ? { 'WWW-Authenticate': 'Cookie realm="token-bridge"' } : {});
   }
 }
 
@@ -125,11 +126,42 @@ export class ClientAuthError extends AppError {
   }
 }
 
-/** Too many failures from this address; `Retry-After` says when to try again. */
+/** Too many failures (from this address, or for this account's password); `Retry-After` says when to try again. */
 export class TooManyRequestsError extends AppError {
   override name = 'TooManyRequestsError';
-  constructor(retryAfterSeconds: number) {
-    super('TOO_MANY_REQUESTS', 429, 'Too many failed attempts from your address: try again later.', { 'Retry-After': String(retryAfterSeconds) });
+  constructor(retryAfterSeconds: number, message = 'Too many failed attempts from your address: try again later.') {
+    super('TOO_MANY_REQUESTS', 429, message, { 'Retry-After': String(retryAfterSeconds) });
+  }
+}
+
+/** A passkey answer the server did not accept: at sign-in (401) or when adding one (400). */
+export class PasskeyFailedError extends AppError {
+  override name = 'PasskeyFailedError';
+  static signIn(): PasskeyFailedError {
+    return new PasskeyFailedError(401, 'That passkey was not accepted. Sign in with your password, or try another passkey.');
+  }
+  static registration(): PasskeyFailedError {
+    return new PasskeyFailedError(400, 'The passkey could not be added. Try again.');
+  }
+  private constructor(status: number, message: string) {
+    super('PASSKEY_FAILED', status, message);
+  }
+}
+
+/** The second step of a sign-in came too late (or its account is gone or disabled since): sign in again. */
+export class SignInExpiredError extends AppError {
+  override name = 'SignInExpiredError';
+  constructor() {
+    super('EXPIRED', 401, 'That took too long: sign in again.');
+  }
+}
+
+/** A change that needs the current password came without it, or with a wrong one. */
+export class PasswordRequiredError extends AppError {
+  override name = 'PasswordRequiredError';
+  /** @param action what the password is for, e.g. `add a passkey` */
+  constructor(action: string) {
+    super('PASSWORD_REQUIRED', 401, `Enter your current password to ${action}.`);
   }
 }
 

@@ -1,7 +1,15 @@
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
-import { Router, type Request, type Response } from 'express';
+import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Clock } from '../clock.js';
-import { NotFoundError } from '../errors.js';
+import {
+  BadRequestError,
+  NotFoundError,
+  NotSignedInError,
+  PasskeyFailedError,
+  PasswordRequiredError,
+  SignInExpiredError,
+  TooManyRequestsError,
+} from '../errors.js';
 import type { Csrf } from '../middleware/csrf.js';
 import { saveSession, signIn as startSession } from '../middleware/session.js';
 import { RECENT_SIGN_IN_MS, type Ceremony, type PasskeyService } from '../services/passkeys.js';
@@ -19,12 +27,6 @@ export interface PasskeyRouteDeps {
   clock: Clock;
 }
 
-/** A JSON answer for the passkey script: `{"error", "message"}` like every other JSON error. */
-function refuse(res: Response, status: number, error: string, message: string, retryAfterSeconds?: number) {
-  if (retryAfterSeconds) res.set('Retry-After', String(retryAfterSeconds));
-  res.status(status).json({ error, message });
-}
-
 /**
  * Passkeys in the browser (the script `public/passkeys.js` drives the
  * WebAuthn calls; every state change is a POST with the session's CSRF
@@ -37,10 +39,10 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
   const { csrf, signIn, passkeys, clock } = deps;
   const router = Router();
 
-  router.post('/auth/passkey/options', csrf.protect, signInOptions);
-  router.post('/auth/passkey', csrf.protect, signInWithPasskey);
-  router.post('/account/passkeys/options', csrf.protect, requireSignedInJson, registrationOptions);
-  router.post('/account/passkeys', csrf.protect, requireSignedInJson, addPasskey);
+  router.post('/auth/passkey/options', csrf.protect, answerJson, signInOptions);
+  router.post('/auth/passkey', csrf.protect, answerJson, signInWithPasskey);
+  router.post('/account/passkeys/options', csrf.protect, answerJson, requireSignedInJson, registrationOptions);
+  router.post('/account/passkeys', csrf.protect, answerJson, requireSignedInJson, addPasskey);
   router.post('/account/passkeys/:id/remove', csrf.protect, requireSignedInForm, removePasskey);
 
   /** The ceremony of `purpose` this session started, taken out of it (used once, whatever the answer). */
@@ -67,7 +69,7 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
   async function signInWithPasskey(req: Request, res: Response) {
     const body = (req.body ?? {}) as { response?: unknown; returnTo?: unknown };
     const ceremony = await takeCeremony(req, 'sign-in');
-    if (!ceremony || !isCredential(body.response)) return refuse(res, 400, 'bad_request', 'Start the passkey sign-in again.');
+    if (!ceremony || !isCredential(body.response)) throw new BadRequestError('Start the passkey sign-in again.');
     const pending = req.session.pendingSecondFactor;
     const outcome = await signIn.withPasskey({
       response: body.response as AuthenticationResponseJSON,
@@ -76,9 +78,9 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
       actor: requestActor(req),
       startSession: (user, amr) => startSession(req, user, clock, amr),
     });
-    if (outcome.status === 'throttled') return refuse(res, 429, 'too_many_requests', 'Too many failed attempts from your address: try again later.', outcome.retryAfterSeconds);
-    if (outcome.status === 'expired') return refuse(res, 401, 'expired', 'That took too long: sign in again.');
-    if (outcome.status === 'invalid') return refuse(res, 401, 'passkey_failed', 'That passkey was not accepted. Sign in with your password, or try another passkey.');
+    if (outcome.status === 'throttled') throw new TooManyRequestsError(outcome.retryAfterSeconds);
+    if (outcome.status === 'expired') throw new SignInExpiredError();
+    if (outcome.status === 'invalid') throw PasskeyFailedError.signIn();
     res.json({ redirect: pending?.returnTo ?? safeReturnTo(body.returnTo) });
   }
 
@@ -87,10 +89,10 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
     if (clock() - req.session.meta!.createdAt > RECENT_SIGN_IN_MS) {
       const currentPassword = textField(req.body, 'currentPassword');
       // No password typed is a question, not a guess: it is not counted.
-      if (!currentPassword) return refuse(res, 401, 'password_required', 'Enter your current password to add a passkey.');
+      if (!currentPassword) throw new PasswordRequiredError('add a passkey');
       const confirmed = await signIn.confirmPassword(user, currentPassword, requestActor(req));
-      if ('throttled' in confirmed) return refuse(res, 429, 'too_many_requests', 'Too many wrong passwords: try again later.', confirmed.throttled);
-      if (!confirmed.ok) return refuse(res, 401, 'password_required', 'Enter your current password to add a passkey.');
+      if ('throttled' in confirmed) throw new TooManyRequestsError(confirmed.throttled, 'Too many wrong passwords: try again later.');
+      if (!confirmed.ok) throw new PasswordRequiredError('add a passkey');
     }
     const options = await passkeys.registrationOptions(user);
     await startCeremony(req, { purpose: 'register', challenge: options.challenge, at: clock(), userHandle: options.user.id });
@@ -100,10 +102,10 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
   async function addPasskey(req: Request, res: Response) {
     const body = (req.body ?? {}) as { response?: unknown; name?: unknown };
     const ceremony = await takeCeremony(req, 'register');
-    if (!ceremony || !isCredential(body.response)) return refuse(res, 400, 'bad_request', 'Start adding the passkey again.');
+    if (!ceremony || !isCredential(body.response)) throw new BadRequestError('Start adding the passkey again.');
     const name = typeof body.name === 'string' ? body.name : '';
     const added = await passkeys.register(req.user!, body.response as RegistrationResponseJSON, ceremony, name, requestActor(req));
-    if (!added) return refuse(res, 400, 'passkey_failed', 'The passkey could not be added. Try again.');
+    if (!added) throw PasskeyFailedError.registration();
     req.session.flash = `Passkey “${added.name}” added.`;
     await saveSession(req);
     res.status(201).json({ id: added.id, name: added.name, redirect: '/account' });
@@ -127,7 +129,17 @@ function isCredential(value: unknown): boolean {
   return typeof v.id === 'string' && v.id.length <= 1400 && typeof v.rawId === 'string' && v.type === 'public-key' && !!v.response && typeof v.response === 'object';
 }
 
-function requireSignedInJson(req: Request, res: Response, next: () => void): void {
+/**
+ * The script's routes answer JSON whatever the request accepts; the error
+ * handler picks JSON or a page by `Accept`, so this sets it. Mounted after the
+ * CSRF check, whose refusal is a page unless JSON is asked for.
+ */
+function answerJson(req: Request, _res: Response, next: NextFunction): void {
+  req.headers.accept = 'application/json';
+  next();
+}
+
+function requireSignedInJson(req: Request, _res: Response, next: NextFunction): void {
   if (req.user && req.session?.meta) return next();
-  refuse(res, 401, 'not_signed_in', 'Sign in first.');
+  throw new NotSignedInError({ challenge: false });
 }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { generate } from 'otplib';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { browser, csrfFrom, registerUser, STRONG_PASSWORD, type Agent } from './helpers/browser.js';
 import { TestClock } from './helpers/clock.js';
@@ -91,5 +92,43 @@ describe('passkey endpoints', () => {
     await agent.post('/account/passkeys/options').set('x-csrf-token', csrf).send({ currentPassword: STRONG_PASSWORD }).expect(200);
     expect((await agent.post('/account/passkeys').set('x-csrf-token', csrf).send({ response: FOREIGN_ANSWER, name: 'x' }).expect(400)).body).to.include({ error: 'passkey_failed' });
     await agent.post('/account/passkeys/no-such-id/remove').type('form').send({ _csrf: csrf }).expect(404);
+  });
+
+  it('answers a wrong password when adding one with 401, and the next after 3 with 429 and Retry-After', async () => {
+    const agent = browser(t.server);
+    await registerUser(agent);
+    const csrf = await csrfOf(agent, '/account');
+    // Past the earlier tests' failures from this address, and past the 5 minutes of a recent sign-in.
+    clock.advance(15 * 60_000 + 1000);
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        expect((await agent.post('/account/passkeys/options').set('x-csrf-token', csrf).send({ currentPassword: 'not the password' }).expect(401)).body)
+          .to.deep.equal({ error: 'password_required', message: 'Enter your current password to add a passkey.' });
+      }
+      const blocked = await agent.post('/account/passkeys/options').set('x-csrf-token', csrf).send({ currentPassword: 'not the password' }).expect(429);
+      expect(blocked.body).to.deep.equal({ error: 'too_many_requests', message: 'Too many wrong passwords: try again later.' });
+      expect(Number(blocked.headers['retry-after'])).to.be.above(0);
+    } finally {
+      clock.advance(15 * 60_000 + 1000);
+    }
+  });
+
+  it('answers a passkey second step more than 5 minutes after the password with 401 expired', async () => {
+    const owner = browser(t.server);
+    const name = await registerUser(owner);
+    const setUp = await owner.get('/account/2fa').expect(200);
+    const secret = /data-totp-secret>([A-Z2-7]+)</.exec(setUp.text)![1]!;
+    const code = await generate({ secret, epoch: Math.floor(clock.read() / 1000) });
+    await owner.post('/account/2fa').type('form').send({ _csrf: csrfFrom(setUp.text), code, currentPassword: STRONG_PASSWORD }).expect(200);
+
+    const agent = browser(t.server);
+    const _csrf = await csrfOf(agent);
+    await agent.post('/auth/login').type('form').send({ _csrf, username: name, password: STRONG_PASSWORD }).expect(302);
+    const csrf = await csrfOf(agent, '/auth/2fa');
+    await agent.post('/auth/passkey/options').set('x-csrf-token', csrf).send({}).expect(200);
+    clock.advance(5 * 60_000 + 1000);
+    expect((await agent.post('/auth/passkey').set('x-csrf-token', csrf).send({ response: FOREIGN_ANSWER }).expect(401)).body)
+      .to.deep.equal({ error: 'expired', message: 'That took too long: sign in again.' });
+    await agent.get('/auth/token').expect(401);
   });
 });
