@@ -4,32 +4,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dotenv from 'dotenv';
-import { ConfigError, ensureEnvFile, loadConfig, readEnvironment, resolveEnvFilePath } from '../config.js';
+import { ensureEnvFile, loadConfig, readEnvironment, resolveEnvFilePath } from '../config.js';
 import { projectRoot } from '../paths.js';
+import { configError, expectRefused } from './helpers/config.js';
 
 const random = () => randomBytes(48).toString('base64url');
 /** The two secrets every configuration needs; everything else has a default. */
 const secrets = () => ({ JWT_SECRET_KEY: random(), SESSION_SECRET: random() });
-
-/** The ConfigError thrown by loadConfig(env); fails when it does not throw one. */
-function configError(env: Record<string, string | undefined>): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  expect.fail(`loadConfig accepted ${JSON.stringify(env)}`);
-}
-
-/** Asserts a refusal that names the variable in a single line. */
-function expectRefused(env: Record<string, string | undefined>, variable: string): ConfigError {
-  const err = configError(env);
-  expect(err.variable).to.equal(variable);
-  expect(err.message).to.contain(variable);
-  expect(err.message).not.to.contain('\n');
-  return err;
-}
 
 function exampleFile(name: string): Record<string, string> {
   return dotenv.parse(readFileSync(path.join(projectRoot, name)));
