@@ -1,12 +1,11 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import { openDatabase } from '../models/database.js';
+import { tempSqliteUrl } from './helpers/app.js';
 import { STRONG_PASSWORD, uniqueName } from './helpers/browser.js';
 import { blockConnections, createTestDatabase, restoreConnections, testDatabaseUrl, type TestDatabase } from './helpers/postgres.js';
-import { randomSecret, startServer, tempDir, type ServerProcess } from './helpers/process.js';
-import { callApi, RemoteBrowser, waitUntil, type Reply } from './helpers/remote-browser.js';
+import type { ServerProcess } from './helpers/process.js';
+import { callApi, RemoteBrowser, startInstances, waitUntil, type Instances, type Reply } from './helpers/remote-browser.js';
 
 function timing(label: string, ms: number): void {
   process.stdout.write(`      [timing] ${label}: ${ms} ms\n`);
@@ -22,29 +21,24 @@ describe(`faults: SIGKILL in the middle of ${REGISTRATIONS} concurrent registrat
   this.timeout(90_000);
   this.slow(15_000);
 
-  let tmp: ReturnType<typeof tempDir>;
+  let db: ReturnType<typeof tempSqliteUrl>;
   let env: Record<string, string>;
-  let restarted: ServerProcess | undefined;
+  let killed: Instances | undefined;
+  let restarted: Instances | undefined;
 
   before(() => {
-    tmp = tempDir();
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    env = {
-      ENV_FILE: path.join(tmp.dir, '.env'),
-      DATABASE_URL: `sqlite:${path.join(tmp.dir, 'app.sqlite')}`,
-      JWT_SECRET_KEY: randomSecret(),
-      SESSION_SECRET: randomSecret(),
-      REGISTER_IP_MAX: '1000',
-      LOGIN_IP_MAX_FAILURES: '1000',
-    };
+    db = tempSqliteUrl();
+    env = { DATABASE_URL: db.url, REGISTER_IP_MAX: '1000', LOGIN_IP_MAX_FAILURES: '1000' };
   });
   after(async () => {
-    await restarted?.stop();
-    tmp?.cleanup();
+    await restarted?.stopAll();
+    await killed?.stopAll();
+    db?.cleanup();
   });
 
   it('keeps every user whose registration got a 302, and the file passes PRAGMA integrity_check', async () => {
-    const first = await startServer(env);
+    killed = await startInstances(1, env);
+    const first = killed.servers[0]!;
     const people = Array.from({ length: REGISTRATIONS }, () => ({ browser: new RemoteBrowser(), username: uniqueName('kill') }));
     const csrfs = await Promise.all(people.map(({ browser }) => browser.csrf(`${first.baseUrl}/auth/register`)));
 
@@ -90,8 +84,9 @@ describe(`faults: SIGKILL in the middle of ${REGISTRATIONS} concurrent registrat
       await database.close();
     }
 
-    restarted = await startServer(env);
-    const base = restarted.baseUrl;
+    // The same settings as before the kill: its .env, secrets and database.
+    restarted = await startInstances(1, killed.envs[0]!);
+    const base = restarted.servers[0]!.baseUrl;
     const start = Date.now();
     for (let i = 0; i < ok.length; i += 10) {
       const batch = ok.slice(i, i + 10);
@@ -117,27 +112,22 @@ describe('faults: the PostgreSQL database goes away under load and comes back', 
   const OUTAGE_MS = 5_000;
 
   let db: TestDatabase;
-  let tmp: ReturnType<typeof tempDir>;
+  let app: Instances;
   let server: ServerProcess;
 
   before(async function () {
     if (!testDatabaseUrl) return this.skip(); // needs PostgreSQL: run with TEST_DATABASE_URL
     db = await createTestDatabase();
-    tmp = tempDir();
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    server = await startServer({
-      ENV_FILE: path.join(tmp.dir, '.env'),
+    app = await startInstances(1, {
       DATABASE_URL: db.url,
-      JWT_SECRET_KEY: randomSecret(),
-      SESSION_SECRET: randomSecret(),
       // Every bearer request reads the database.
       REVOCATION_CACHE_TTL: '0',
     });
+    server = app.servers[0]!;
   });
   after(async () => {
     if (db) await restoreConnections(db.name).catch(() => undefined);
-    await server?.stop();
-    tmp?.cleanup();
+    await app?.stopAll();
     await db?.drop();
   });
 

@@ -1,8 +1,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import path from 'node:path';
 import { register as globalRegistry } from 'prom-client';
 import request from 'supertest';
 import { loadConfig } from '../config.js';
@@ -11,8 +10,8 @@ import { TokenService } from '../services/tokens.js';
 import { freshDatabase, startTestApp, type TestApp } from './helpers/app.js';
 import { browser, formToken, loginUser, registerUser, STRONG_PASSWORD, uniqueName, userWithToken } from './helpers/browser.js';
 import { configRefusal } from './helpers/config.js';
-import { randomSecret, runUntilExit, startServer, tempDir, type ServerProcess } from './helpers/process.js';
-import { RemoteBrowser, waitUntil } from './helpers/remote-browser.js';
+import { randomSecret, runUntilExit, type ServerProcess } from './helpers/process.js';
+import { RemoteBrowser, startInstances, waitUntil, type Instances } from './helpers/remote-browser.js';
 
 /** One sample line of the Prometheus text format. */
 interface Sample {
@@ -291,23 +290,18 @@ describe('the metrics listener of a server process', function () {
   this.timeout(90_000);
   this.slow(8_000);
   let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let tmp: ReturnType<typeof tempDir>;
+  let app: Instances;
   let server: ServerProcess;
   let metricsPort: number;
-  const launch = (env: Record<string, string>) => {
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    return startServer({ ENV_FILE: path.join(tmp.dir, '.env'), DATABASE_URL: db.url, JWT_SECRET_KEY: randomSecret(), SESSION_SECRET: randomSecret(), ...env });
-  };
 
   before(async () => {
     db = await freshDatabase();
-    tmp = tempDir();
-    server = await launch({ METRICS_PORT: '0' });
+    app = await startInstances(1, { DATABASE_URL: db.url, METRICS_PORT: '0' });
+    server = app.servers[0]!;
     metricsPort = loggedMetricsPort(server)!;
   });
   after(async () => {
-    await server?.stop();
-    tmp?.cleanup();
+    await app?.stopAll();
     await db?.cleanup();
   });
 
@@ -339,18 +333,19 @@ describe('the metrics listener of a server process', function () {
 
   it('listens on exactly two ports with METRICS_PORT set, and on PORT alone without it', async () => {
     expect(listeningSockets(server.child.pid!).map((s) => s.port)).to.deep.equal([server.port, metricsPort].sort((a, b) => a - b));
-    const plain = await launch({});
+    const other = await startInstances(1, { DATABASE_URL: db.url });
+    const plain = other.servers[0]!;
     try {
       expect(listeningSockets(plain.child.pid!).map((s) => s.port)).to.deep.equal([plain.port]);
       expect(plain.logLines().some((l) => 'metricsPort' in l || String(l.msg).startsWith('metrics'))).to.equal(false);
       expect((await fetch(`${plain.baseUrl}/metrics`)).status).to.equal(404);
     } finally {
-      await plain.stop();
+      await other.stopAll();
     }
   });
 
   it('stops the start with one line for a bad METRICS_PORT, the app port, or a port in use', async () => {
-    const env = { ENV_FILE: path.join(tmp.dir, '.env'), DATABASE_URL: db.url, JWT_SECRET_KEY: randomSecret(), SESSION_SECRET: randomSecret() };
+    const env = app.envs[0]!;
     const bad = await runUntilExit({ ...env, METRICS_PORT: 'ninety' });
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.equal('config error: METRICS_PORT: must be a port number from 0 to 65535\n');
@@ -383,26 +378,17 @@ describe('metrics with WEB_CONCURRENCY=2', function () {
   this.timeout(90_000);
   this.slow(10_000);
   let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let tmp: ReturnType<typeof tempDir>;
+  let app: Instances;
   let server: ServerProcess;
 
   before(async () => {
     db = await freshDatabase();
-    tmp = tempDir();
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    server = await startServer({
-      ENV_FILE: path.join(tmp.dir, '.env'),
-      DATABASE_URL: db.url,
-      JWT_SECRET_KEY: randomSecret(),
-      SESSION_SECRET: randomSecret(),
-      WEB_CONCURRENCY: '2',
-      METRICS_PORT: '0',
-    });
+    app = await startInstances(1, { DATABASE_URL: db.url, WEB_CONCURRENCY: '2', METRICS_PORT: '0' });
+    server = app.servers[0]!;
     await waitUntil(async () => server.logLines().filter((l) => String(l.msg).startsWith('listening')).length >= 2, 30_000);
   });
   after(async () => {
-    await server?.stop();
-    tmp?.cleanup();
+    await app?.stopAll();
     await db?.cleanup();
   });
 

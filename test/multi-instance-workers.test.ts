@@ -1,17 +1,15 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import { QueryTypes } from 'sequelize';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../models/database.js';
-import { freshDatabase } from './helpers/app.js';
+import { freshDatabase, tempSqliteUrl } from './helpers/app.js';
 import { STRONG_PASSWORD, uniqueName } from './helpers/browser.js';
 import { configRefusal } from './helpers/config.js';
 import { runKeysCli } from './helpers/cli.js';
-import { randomSecret, startServer, tempDir, type ServerProcess } from './helpers/process.js';
-import { callApi, concurrentSignIns, RemoteBrowser, waitUntil } from './helpers/remote-browser.js';
+import { randomSecret, type ServerProcess } from './helpers/process.js';
+import { callApi, concurrentSignIns, RemoteBrowser, startInstances, waitUntil, type Instances } from './helpers/remote-browser.js';
 
 function timing(label: string, ms: number): void {
   process.stdout.write(`      [timing] ${label}: ${ms} ms\n`);
@@ -56,26 +54,18 @@ describe('WEB_CONCURRENCY=2 on one SQLite file', function () {
   this.timeout(90_000);
   this.slow(10_000);
 
-  let tmp: ReturnType<typeof tempDir>;
+  let db: ReturnType<typeof tempSqliteUrl>;
+  let app: Instances;
   let server: ServerProcess;
-  let dbFile: string;
 
   before(async () => {
-    tmp = tempDir();
-    dbFile = path.join(tmp.dir, 'app.sqlite');
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    server = await startServer({
-      ENV_FILE: path.join(tmp.dir, '.env'),
-      DATABASE_URL: `sqlite:${dbFile}`,
-      JWT_SECRET_KEY: randomSecret(),
-      SESSION_SECRET: randomSecret(),
-      WEB_CONCURRENCY: '2',
-      REGISTER_IP_MAX: '1000',
-    });
+    db = tempSqliteUrl();
+    app = await startInstances(1, { DATABASE_URL: db.url, WEB_CONCURRENCY: '2', REGISTER_IP_MAX: '1000' });
+    server = app.servers[0]!;
   });
   after(async () => {
-    await server?.stop();
-    tmp?.cleanup();
+    await app?.stopAll();
+    db?.cleanup();
   });
 
   it('the primary migrates once, then forks two workers that listen on the same port', async () => {
@@ -113,7 +103,7 @@ describe('WEB_CONCURRENCY=2 on one SQLite file', function () {
     const tokens = await Promise.all(browsers.slice(0, 10).map(({ browser }) => browser.token(server.baseUrl)));
     for (const token of tokens) expect((await callApi(server.baseUrl, token)).status).to.equal(200);
 
-    const database = await openDatabase(`sqlite:${dbFile}`);
+    const database = await openDatabase(db.url);
     try {
       const names = browsers.map((b) => b.username.toLowerCase());
       const rows = await database.sequelize.query<{ n: number }>('SELECT COUNT(*) AS n FROM users WHERE username_key IN (:names)', {
@@ -131,7 +121,7 @@ describe('WEB_CONCURRENCY=2 on one SQLite file', function () {
   it('signs in all of 40 concurrent correct sign-ins to one account (both workers)', async () => {
     const username = uniqueName('burst');
     expect((await new RemoteBrowser().register(server.baseUrl, username)).status).to.equal(302);
-    const { statuses, failedChecks } = await concurrentSignIns([server.baseUrl], `sqlite:${dbFile}`, username, STRONG_PASSWORD);
+    const { statuses, failedChecks } = await concurrentSignIns([server.baseUrl], db.url, username, STRONG_PASSWORD);
     expect(statuses).to.deep.equal(Array(40).fill(302));
     expect(failedChecks).to.equal(0);
   });
@@ -139,7 +129,7 @@ describe('WEB_CONCURRENCY=2 on one SQLite file', function () {
   it('checks exactly 5 passwords when 40 wrong guesses arrive at once (both workers), and answers the rest 429', async () => {
     const username = uniqueName('burst');
     expect((await new RemoteBrowser().register(server.baseUrl, username)).status).to.equal(302);
-    const { statuses, failedChecks } = await concurrentSignIns([server.baseUrl], `sqlite:${dbFile}`, username, `wrong ${STRONG_PASSWORD}`);
+    const { statuses, failedChecks } = await concurrentSignIns([server.baseUrl], db.url, username, `wrong ${STRONG_PASSWORD}`);
     expect(statuses.filter((s) => s === 401).length, statuses.join(',')).to.equal(5);
     expect(statuses.filter((s) => s === 429).length, statuses.join(',')).to.equal(35);
     expect(failedChecks, 'password checks that failed (audit rows)').to.equal(5);
@@ -213,7 +203,7 @@ describe('WEB_CONCURRENCY=2 with JWT_ALGORITHM=ES256 (one key set for both worke
   this.slow(15_000);
   const JWT_SECRET_KEY = randomSecret();
   let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let tmp: ReturnType<typeof tempDir>;
+  let app: Instances;
   let server: ServerProcess;
   let pids: number[];
   let cookie: string;
@@ -223,24 +213,15 @@ describe('WEB_CONCURRENCY=2 with JWT_ALGORITHM=ES256 (one key set for both worke
   const tokenOf = (answer: Served) => (JSON.parse(answer.body) as { token: string }).token;
   before(async () => {
     db = await freshDatabase();
-    tmp = tempDir();
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    server = await startServer({
-      ENV_FILE: path.join(tmp.dir, '.env'),
-      DATABASE_URL: db.url,
-      JWT_ALGORITHM: 'ES256',
-      JWT_SECRET_KEY,
-      SESSION_SECRET: randomSecret(),
-      WEB_CONCURRENCY: '2',
-    });
+    app = await startInstances(1, { DATABASE_URL: db.url, JWT_ALGORITHM: 'ES256', JWT_SECRET_KEY, WEB_CONCURRENCY: '2' });
+    server = app.servers[0]!;
     pids = await workerPids(server, 2);
     const browser = new RemoteBrowser();
     expect((await browser.register(server.baseUrl, uniqueName('es256'))).status).to.equal(302);
     cookie = browser.cookieHeader();
   });
   after(async () => {
-    await server?.stop();
-    tmp?.cleanup();
+    await app?.stopAll();
     await db?.cleanup();
   });
 
@@ -293,26 +274,24 @@ describe('WEB_CONCURRENCY=2 with JWT_ALGORITHM=ES256 (one key set for both worke
 describe('WEB_CONCURRENCY=2 on SQLite: a revocation reaches the other worker through the primary', function () {
   this.timeout(90_000);
   this.slow(10_000);
-  let tmp: ReturnType<typeof tempDir>;
+  let db: ReturnType<typeof tempSqliteUrl>;
+  let app: Instances;
   let server: ServerProcess;
   let pids: number[];
   before(async () => {
-    tmp = tempDir();
-    writeFileSync(path.join(tmp.dir, '.env'), '');
-    server = await startServer({
-      ENV_FILE: path.join(tmp.dir, '.env'),
-      DATABASE_URL: `sqlite:${path.join(tmp.dir, 'app.sqlite')}`,
-      JWT_SECRET_KEY: randomSecret(),
-      SESSION_SECRET: randomSecret(),
+    db = tempSqliteUrl();
+    app = await startInstances(1, {
+      DATABASE_URL: db.url,
       WEB_CONCURRENCY: '2',
       // Long enough that only the relayed change, never the cache expiring, explains a refusal within 1 s.
       REVOCATION_CACHE_TTL: '5000',
     });
+    server = app.servers[0]!;
     pids = await workerPids(server, 2);
   });
   after(async () => {
-    await server?.stop();
-    tmp?.cleanup();
+    await app?.stopAll();
+    db?.cleanup();
   });
 
   it('refuses on both workers within 1 s a token whose session signed out on one of them', async () => {

@@ -112,19 +112,33 @@ export interface Instances {
   servers: ServerProcess[];
   /** Every instance's temp folder (its `.env`). */
   dirs: Array<ReturnType<typeof tempDir>>;
+  /**
+   * The environment each instance was started with (its ENV_FILE, the shared
+   * secrets and `env`): for another process on the same settings, such as a
+   * restart or a start that must fail.
+   */
+  envs: Array<Record<string, string>>;
+  /** Stops every server, then removes the temp folders. */
   stopAll(): Promise<void>;
 }
 
 /**
  * Starts `count` real server processes at once on one database, with shared
- * signing secrets and each its own `.env` in a temp folder.
+ * fresh signing secrets (`env` may set its own) and each an empty `.env` in a
+ * temp folder of its own. One instance is how a test runs `npm start`.
+ *
+ * @example
+ * const app = await startInstances(1, { DATABASE_URL: db.url, WEB_CONCURRENCY: '2' });
+ * const server = app.servers[0]!;
+ * // … and in `after`: await app.stopAll();
  */
 export async function startInstances(count: number, env: Record<string, string>): Promise<Instances> {
   const shared = { JWT_SECRET_KEY: randomSecret(), SESSION_SECRET: randomSecret() };
   const dirs = Array.from({ length: count }, () => tempDir());
-  const starting = dirs.map((tmp) => {
+  const envs = dirs.map((tmp) => ({ ENV_FILE: path.join(tmp.dir, '.env'), ...shared, ...env }));
+  const starting = dirs.map((tmp, i) => {
     writeFileSync(path.join(tmp.dir, '.env'), '');
-    return startServer({ ENV_FILE: path.join(tmp.dir, '.env'), ...shared, ...env });
+    return startServer(envs[i]!);
   });
   const settled = await Promise.allSettled(starting);
   const servers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
@@ -137,7 +151,7 @@ export async function startInstances(count: number, env: Record<string, string>)
     await stopAll();
     throw failed.reason;
   }
-  return { servers, dirs, stopAll };
+  return { servers, dirs, envs, stopAll };
 }
 
 /**
