@@ -34,11 +34,14 @@ export function describeError(err: unknown): AppError {
   return new InternalError();
 }
 
-/** JSON for API clients and the token endpoint; HTML pages for browsers. */
+/** Routes outside /api that answer JSON only: errors there are JSON whatever `Accept` says (the passkey ceremonies are fetch() calls). */
+const JSON_PATHS: ReadonlySet<string> = new Set(['/auth/token', '/auth/introspect', '/auth/passkey/options', '/auth/passkey', '/account/passkeys/options', '/account/passkeys']);
+
+/** JSON for API clients, the token endpoint and the passkey ceremonies; HTML pages for browsers. */
 export function wantsJson(req: Request): boolean {
   // Express matches mounts and routes case-insensitively, so /API/me is an API request too.
   const path = (req.originalUrl.split('?')[0] ?? '').toLowerCase();
-  if (path === '/api' || path.startsWith('/api/') || path === '/auth/token' || path === '/auth/introspect') return true;
+  if (path === '/api' || path.startsWith('/api/') || JSON_PATHS.has(path)) return true;
   return req.accepts(['html', 'json']) === 'json';
 }
 

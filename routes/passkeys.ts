@@ -39,10 +39,10 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): Router {
   const { csrf, signIn, passkeys, clock } = deps;
   const router = Router();
 
-  router.post('/auth/passkey/options', csrf.protect, answerJson, signInOptions);
-  router.post('/auth/passkey', csrf.protect, answerJson, signInWithPasskey);
-  router.post('/account/passkeys/options', csrf.protect, answerJson, requireSignedInJson, registrationOptions);
-  router.post('/account/passkeys', csrf.protect, answerJson, requireSignedInJson, addPasskey);
+  router.post('/auth/passkey/options', csrf.protect, signInOptions);
+  router.post('/auth/passkey', csrf.protect, signInWithPasskey);
+  router.post('/account/passkeys/options', csrf.protect, requireSignedInJson, registrationOptions);
+  router.post('/account/passkeys', csrf.protect, requireSignedInJson, addPasskey);
   router.post('/account/passkeys/:id/remove', csrf.protect, requireSignedInForm, removePasskey);
 
   /** The ceremony of `purpose` this session started, taken out of it (used once, whatever the answer). */
@@ -127,16 +127,6 @@ function isCredential(value: unknown): boolean {
   if (!value || typeof value !== 'object') return false;
   const v = value as Record<string, unknown>;
   return typeof v.id === 'string' && v.id.length <= 1400 && typeof v.rawId === 'string' && v.type === 'public-key' && !!v.response && typeof v.response === 'object';
-}
-
-/**
- * The script's routes answer JSON whatever the request accepts; the error
- * handler picks JSON or a page by `Accept`, so this sets it. Mounted after the
- * CSRF check, whose refusal is a page unless JSON is asked for.
- */
-function answerJson(req: Request, _res: Response, next: NextFunction): void {
-  req.headers.accept = 'application/json';
-  next();
 }
 
 function requireSignedInJson(req: Request, _res: Response, next: NextFunction): void {

@@ -29,7 +29,9 @@ describe('passkey endpoints', () => {
   it('gives sign-in options for discoverable credentials with PUBLIC_URL\'s host as RP ID, and needs the CSRF token', async () => {
     const agent = browser(t.server);
     const csrf = await csrfOf(agent);
-    await agent.post('/auth/passkey/options').send({}).expect(403);
+    // A JSON endpoint: its refusals are JSON even when the client asks for a page.
+    const refused = await agent.post('/auth/passkey/options').set('accept', 'text/html').send({}).expect(403).expect('content-type', /application\/json/);
+    expect(refused.body).to.have.property('error').that.is.a('string');
     const options = (await agent.post('/auth/passkey/options').set('x-csrf-token', csrf).send({}).expect(200)).body as { rpId: string; challenge: string; allowCredentials: unknown[]; userVerification: string };
     expect(options.rpId).to.equal(new URL(t.config.publicUrl).hostname);
     expect(options.allowCredentials).to.deep.equal([]);
