@@ -37,7 +37,7 @@ import {
 } from './report.js';
 import { fixedAmount, loginStorm, probeLatency, PROXY_HEADERS, throughput } from './scenarios.js';
 import { installPeer, PEERS, peerRun, setUpPeer, startPeer, type PeerName, type PeerRun } from './peers.js';
-import { cpuSecondsOfTree, freePort, memoryOf, setUpApp, startApp, startBaseline, status, stopServer, type Fixture, type Server } from './servers.js';
+import { APP_NODE_FLAGS, cpuSecondsOfTree, freePort, memoryOf, setUpApp, startApp, startBaseline, status, stopServer, type Fixture, type Server } from './servers.js';
 import { renderSoak, runSoak, soakGoals, type Soak } from './soak.js';
 
 // ------------------------------------------------------------------ options
@@ -577,7 +577,7 @@ async function main(): Promise<number> {
     title: `token-bridge benchmark · ${heading} · ${results.seconds} s in all`,
     subtitle: [
       `node ${m.node} · ${m.os} · ${m.cpus} × ${m.cpuModel} · load ${m.loadAverageAtStart.join(' ')} → ${results.loadAverageAtEnd.join(' ')}`,
-      `app ${info.git.commit?.slice(0, 10) ?? '?'}${info.git.dirty ? ' (uncommitted changes)' : ''} · NODE_ENV=production LOG_LEVEL=${s.logLevel} · all traffic on 127.0.0.1`,
+      `app ${info.git.commit?.slice(0, 10) ?? '?'}${info.git.dirty ? ' (uncommitted changes)' : ''} · node ${APP_NODE_FLAGS.join(' ')} dist/server.js (as npm start) · NODE_ENV=production LOG_LEVEL=${s.logLevel} · all traffic on 127.0.0.1`,
       ...Object.values(skipped),
       ...(Object.keys(s.appEnv).length ? [`every app process also had ${Object.entries(s.appEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (--app-env)`] : []),
     ],

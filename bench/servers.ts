@@ -55,10 +55,21 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts the built app (`node [nodeArgs] dist/server.js`) on a free port; resolves once /readyz answers 200. */
+/**
+ * The Node.js flags `npm start` runs the app with (package.json's start script,
+ * `exec node <flags> dist/server.js`), so that the benchmark measures the same process.
+ */
+export const APP_NODE_FLAGS: readonly string[] = (() => {
+  const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const flags = /\bexec node (.*?) ?dist\/server\.js/.exec(manifest.scripts.start);
+  if (!flags) throw new Error(`package.json's start script does not run "exec node … dist/server.js": ${manifest.scripts.start}`);
+  return flags[1]!.split(' ').filter(Boolean);
+})();
+
+/** Starts the built app (`node <APP_NODE_FLAGS> [nodeArgs] dist/server.js`) on a free port; resolves once /readyz answers 200. */
 export async function startApp(name: string, nodeArgs: string[], env: Record<string, string>): Promise<Server> {
   const port = await freePort();
-  const proc = track(spawnNode([...nodeArgs, path.join(root, 'dist', 'server.js')], { ...env, PORT: String(port) }));
+  const proc = track(spawnNode([...APP_NODE_FLAGS, ...nodeArgs, path.join(root, 'dist', 'server.js')], { ...env, PORT: String(port) }));
   await whenReady(
     proc,
     async () => {
