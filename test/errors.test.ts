@@ -4,15 +4,20 @@ import {
   AppError,
   BadRequestError,
   BearerError,
+  ClientAuthError,
   CsrfError,
   ForbiddenError,
   InternalError,
   InvalidRoleError,
   NotFoundError,
   NotSignedInError,
+  PasskeyFailedError,
+  PasswordRequiredError,
   PayloadTooLargeError,
   RejectedRequestError,
   ServiceUnavailableError,
+  SignInExpiredError,
+  TooManyRequestsError,
   UnknownUserError,
   UnsupportedMediaTypeError,
 } from '../errors.js';
@@ -40,6 +45,12 @@ describe('the error catalogue', () => {
     [new InternalError(), 'internal_error', 500],
     [new UnknownUserError('nobody'), 'unknown_user', 404],
     [new InvalidRoleError('Bad Role'), 'invalid_role', 400],
+    [new ClientAuthError(), 'invalid_client', 401],
+    [new TooManyRequestsError(60), 'too_many_requests', 429],
+    [PasskeyFailedError.signIn(), 'passkey_failed', 401],
+    [PasskeyFailedError.registration(), 'passkey_failed', 400],
+    [new SignInExpiredError(), 'expired', 401],
+    [new PasswordRequiredError('add a passkey'), 'password_required', 401],
   ];
 
   for (const [error, publicCode, status] of catalogue) {
