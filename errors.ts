@@ -83,12 +83,14 @@ export class UnsupportedMediaTypeError extends AppError {
   }
 }
 
+/** The challenge of every 401 that asks for a browser sign-in (RFC 9110: a 401 carries `WWW-Authenticate`). */
+const SESSION_CHALLENGE: Readonly<Record<string, string>> = Object.freeze({ 'WWW-Authenticate': 'Cookie realm="token-bridge"' });
+
 /** No session: the browser must sign in first. */
 export class NotSignedInError extends AppError {
   override name = 'NotSignedInError';
-  /** `challenge: false` leaves out `WWW-Authenticate` (the passkey script's routes have always answered without it). */
-  constructor({ challenge = true }: { challenge?: boolean } = {}) {
-    super('NOT_SIGNED_IN', 401, 'Sign in first.', challenge ? { 'WWW-Authenticate': 'Cookie realm="token-bridge"' } : {});
+  constructor() {
+    super('NOT_SIGNED_IN', 401, 'Sign in first.', SESSION_CHALLENGE);
   }
 }
 
@@ -144,7 +146,7 @@ export class PasskeyFailedError extends AppError {
     return new PasskeyFailedError(400, 'The passkey could not be added. Try again.');
   }
   private constructor(status: number, message: string) {
-    super('PASSKEY_FAILED', status, message);
+    super('PASSKEY_FAILED', status, message, status === 401 ? SESSION_CHALLENGE : {});
   }
 }
 
@@ -152,7 +154,7 @@ export class PasskeyFailedError extends AppError {
 export class SignInExpiredError extends AppError {
   override name = 'SignInExpiredError';
   constructor() {
-    super('EXPIRED', 401, 'That took too long: sign in again.');
+    super('EXPIRED', 401, 'That took too long: sign in again.', SESSION_CHALLENGE);
   }
 }
 
@@ -161,7 +163,7 @@ export class PasswordRequiredError extends AppError {
   override name = 'PasswordRequiredError';
   /** @param action what the password is for, e.g. `add a passkey` */
   constructor(action: string) {
-    super('PASSWORD_REQUIRED', 401, `Enter your current password to ${action}.`);
+    super('PASSWORD_REQUIRED', 401, `Enter your current password to ${action}.`, SESSION_CHALLENGE);
   }
 }
 

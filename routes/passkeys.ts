@@ -131,5 +131,5 @@ function isCredential(value: unknown): boolean {
 
 function requireSignedInJson(req: Request, _res: Response, next: NextFunction): void {
   if (req.user && req.session?.meta) return next();
-  throw new NotSignedInError({ challenge: false });
+  throw new NotSignedInError();
 }

@@ -62,6 +62,12 @@ describe('the error catalogue', () => {
     });
   }
 
+  it('gives every 401 a WWW-Authenticate challenge (RFC 9110)', () => {
+    const unauthorized = catalogue.map(([error]) => error).filter((error) => error.status === 401);
+    expect(unauthorized.length).to.be.at.least(6);
+    for (const error of unauthorized) expect(error.headers['WWW-Authenticate'], error.name).to.match(/^\w+ realm="/);
+  });
+
   it('shows the message of client errors, and of the 503 (it is written for clients), but not of other 5xx', () => {
     expect(new BadRequestError().expose).to.equal(true);
     expect(new ServiceUnavailableError().expose).to.equal(true);
